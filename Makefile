@@ -1,0 +1,156 @@
+# libllmserve: plain GNU make.
+#   make                 library (lib/libllmserve.so.X.Y.Z, .so.X, .so, .a)
+#   make examples        example programs in build/bin/
+#   make test            every test (cmocka); SANITIZE=address,undefined for ASan+UBSan
+#   make check           test + check-exports + check-headers
+#   make abi-check       compare the ABI with the committed baseline (libabigail)
+#   make fuzz            build and run the GGUF fuzzer (clang, libFuzzer)
+#   make install/uninstall  honour PREFIX and DESTDIR
+
+# The version lives in include/llmserve_version.h only.
+ver = $(shell sed -n 's/^\#define LLMS_VERSION_$(1) \([0-9]*\).*/\1/p' include/llmserve_version.h)
+MAJOR := $(call ver,MAJOR)
+MINOR := $(call ver,MINOR)
+PATCH := $(call ver,PATCH)
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+
+CC ?= cc
+CXX ?= c++
+OPT ?= -O2
+CFLAGS_BASE := -std=c11 $(OPT) -g -Wall -Wextra -fPIC -fvisibility=hidden -D_GNU_SOURCE \
+	-Iinclude -Isrc -pthread
+LIBS := -lopenblas -lm -lpthread
+SANITIZE ?=
+FIXTURES ?= $(abspath ../shared/fixtures)
+
+comma := ,
+ifneq ($(SANITIZE),)
+BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD := build
+SANFLAGS :=
+endif
+CFLAGS := $(CFLAGS_BASE) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := $(SANFLAGS)
+
+SRCS := $(sort $(wildcard src/*/*.c src/*/*/*.c))
+OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
+DEPS := $(OBJS:.o=.d)
+GEN_HDRS :=
+
+SONAME := libllmserve.so.$(MAJOR)
+SHLIB := lib/libllmserve.so.$(VERSION)
+STLIB := lib/libllmserve.a
+MAPFILE := lib/libllmserve.map
+
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT := $(wildcard tests/support/*.c)
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=build/bin/%)
+PUBLIC_HDRS := include/llmserve.h include/llmserve_version.h
+
+.PHONY: all lib examples test check check-exports check-headers abi-check abi-baseline \
+	install uninstall clean fuzz run bench
+all: lib
+
+lib: $(SHLIB) lib/$(SONAME) lib/libllmserve.so $(STLIB)
+
+$(BUILD)/obj/%.o: %.c $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(DEPS)
+
+$(SHLIB): $(OBJS) $(MAPFILE)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(MAPFILE) -Wl,-z,defs \
+		$(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+
+lib/$(SONAME): $(SHLIB)
+	ln -sf $(notdir $(SHLIB)) $@
+lib/libllmserve.so: lib/$(SONAME)
+	ln -sf $(SONAME) $@
+
+# The static library is one relocatable object with the hidden symbols made
+# local, so internal names cannot clash with the host's.
+$(STLIB): $(OBJS)
+	@mkdir -p $(BUILD)
+	ld -r -o $(BUILD)/llmserve_all.o $(OBJS)
+	objcopy --localize-hidden $(BUILD)/llmserve_all.o
+	rm -f $@ && ar rcs $@ $(BUILD)/llmserve_all.o
+
+# Examples use only the public API, through the shared library.
+examples: $(EXAMPLE_BINS)
+build/bin/%: examples/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS)
+	@mkdir -p build/bin
+	$(CC) -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -Iinclude $(SANFLAGS) -o $@ $< \
+		-Llib -lllmserve -Wl,-rpath,'$$ORIGIN/../../lib' -lm -lpthread
+
+# Tests link the objects directly so they can reach internal interfaces.
+$(BUILD)/tests/%: tests/%.c $(OBJS) $(TEST_SUPPORT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(OBJS) $(LDFLAGS) $(LIBS) -lcmocka
+
+test: $(TEST_BINS) examples
+	@LLMS_FIXTURES=$(FIXTURES) LLMS_BIN=$(abspath build/bin) sh tests/run_tests.sh $(TEST_BINS)
+
+check: test check-exports check-headers
+
+check-exports: $(SHLIB)
+	@bad=$$(nm -D --defined-only $(SHLIB) | awk '{print $$3}' | grep -v '^llms_' | grep -v '^LLMS_' || true); \
+	if [ -n "$$bad" ]; then echo "check-exports: symbols outside the llms_ prefix:"; echo "$$bad"; exit 1; fi; \
+	echo "check-exports: OK ($$(nm -D --defined-only $(SHLIB) | grep -c ' T llms_') llms_ functions)"
+
+check-headers:
+	@mkdir -p $(BUILD)/hdr
+	@for h in $(PUBLIC_HDRS); do \
+		printf '#include "%s"\n' $$(basename $$h) > $(BUILD)/hdr/one.c; \
+		cp $(BUILD)/hdr/one.c $(BUILD)/hdr/one.cpp; \
+		$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -Iinclude -c $(BUILD)/hdr/one.c -o /dev/null || exit 1; \
+		$(CXX) -std=c++11 -Wall -Wextra -Werror -Iinclude -c $(BUILD)/hdr/one.cpp -o /dev/null || exit 1; \
+		echo "check-headers: $$h OK (C99, C++11)"; \
+	done
+
+ABI_BASELINE := lib/abi/libllmserve.abi
+ABI_SUPPR := lib/abi/suppressions.abignore
+abi-check: $(SHLIB)
+	@sh lib/abi/abi-check.sh $(SHLIB) $(ABI_BASELINE) $(ABI_SUPPR)
+
+# Regenerate the baseline (only together with a soname major bump, or for
+# compatible additions).
+abi-baseline: $(SHLIB)
+	abidw --no-corpus-path --headers-dir include --out-file $(ABI_BASELINE) $(SHLIB)
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 $(PUBLIC_HDRS) $(wildcard include/llmserve.hpp) $(DESTDIR)$(INCLUDEDIR)/
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libllmserve.so
+	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+		-e 's|@VERSION@|$(VERSION)|g' pkgconfig/llmserve.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/llmserve.pc
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,llmserve.h llmserve_version.h llmserve.hpp)
+	rm -f $(DESTDIR)$(LIBDIR)/libllmserve.so* $(DESTDIR)$(LIBDIR)/libllmserve.a
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/llmserve.pc
+
+# libFuzzer target for the GGUF reader; FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p build/fuzz
+	clang -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+		-o build/fuzz/fuzz_gguf tests/fuzz/fuzz_gguf.c $(filter src/core/%.c src/gguf/%.c src/quant/types.c,$(SRCS))
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
+		build/fuzz/corpus tests/fuzz/corpus
+
+clean:
+	rm -rf build lib/libllmserve.so* lib/libllmserve.a

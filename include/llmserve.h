@@ -1,0 +1,662 @@
+/*
+ * libllmserve: an embeddable LLM serving library with a stable C ABI.
+ *
+ * This header is the whole contract: nothing outside it is API.
+ *
+ * Conventions (see README.md, "API conventions"):
+ *  - Every object is an opaque handle. Constructors return an llms_status and
+ *    write the handle through an out-pointer; destructors accept NULL.
+ *  - Status codes: 0 is success, positive values are non-error statuses,
+ *    negative values are errors. The numbers are frozen forever.
+ *  - Detail for the last failure is available as text from llms_errmsg()
+ *    (per calling thread) and, for sessions, llms_session_errmsg().
+ *  - No struct is passed or returned by value. Parameter structs begin with
+ *    their own size (`struct_size`) and have an `_init` function that fills
+ *    the defaults; fields are only ever appended, and the library reads only
+ *    the first `struct_size` bytes, using defaults for the rest. Output
+ *    structs work the same way: the library writes only the fields that fit
+ *    in the caller's `struct_size`.
+ *  - Fixed-width integer types; no bool; no variadic functions.
+ *  - The library never aborts, exits or prints. Diagnostics go to the log
+ *    callback of the context, which is silent by default and never receives
+ *    prompt or generated text unless the host sets LLMS_CONTEXT_LOG_CONTENT.
+ *  - "Threads:" on every function says who may call it concurrently.
+ *    "Since:" gives the version in which it arrived.
+ *
+ * Object model:
+ *    llms_context    runtime: backend choice, worker threads, allocator, log.
+ *    llms_model      an immutable loaded model (weights, vocabulary,
+ *                    metadata); shareable between threads and sessions.
+ *    llms_session    one conversation: KV cache (fixed-size blocks),
+ *                    position, sampler state. Used by one thread at a time.
+ *    llms_scheduler  batches many sessions into shared forward passes
+ *                    (continuous batching) with admission control, tenants,
+ *                    priorities and metrics.
+ *    llms_cache      a reusable store of KV blocks keyed by token prefixes,
+ *                    shared by sessions and schedulers of one model.
+ *  Lifetimes nest: a context outlives its models, a model outlives its
+ *  sessions, schedulers and caches.
+ */
+#ifndef LLMSERVE_H
+#define LLMSERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmserve_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define LLMS_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define LLMS_API __attribute__((visibility("default")))
+#else
+#define LLMS_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t llms_status;
+
+enum {
+    LLMS_OK = 0,
+
+    /* Non-error statuses (positive). */
+    LLMS_TOKEN = 1,            /* llms_session_step produced a token */
+    LLMS_DONE = 2,             /* generation ended; see the finish reason */
+    LLMS_AGAIN = 3,            /* nothing available yet; try again later */
+
+    /* Errors (negative). Frozen numbers: never renumbered, never reused. */
+    LLMS_ERR_INVALID_ARGUMENT = -1,  /* NULL handle, bad value, NaN, ... */
+    LLMS_ERR_NO_MEMORY = -2,         /* an allocation failed */
+    LLMS_ERR_IO = -3,                /* open/read/map failed */
+    LLMS_ERR_BUFFER_TOO_SMALL = -4,  /* output buffer too small; size reported */
+    LLMS_ERR_NOT_FOUND = -5,         /* no such key, tensor or token */
+    LLMS_ERR_UNSUPPORTED = -6,       /* architecture, type or feature not supported */
+    LLMS_ERR_INTERNAL = -7,          /* a bug in the library */
+    LLMS_ERR_VERSION = -8,           /* header/library version mismatch */
+    LLMS_ERR_STATE = -9,             /* call not valid in the object's state */
+
+    /* Model file (GGUF) errors: the file is untrusted. */
+    LLMS_ERR_GGUF_MAGIC = -20,       /* not a GGUF file */
+    LLMS_ERR_GGUF_VERSION = -21,     /* GGUF version not 2 or 3 */
+    LLMS_ERR_GGUF_TRUNCATED = -22,   /* file ends inside a section */
+    LLMS_ERR_GGUF_OVERFLOW = -23,    /* a count/size/offset overflows or exceeds the file */
+    LLMS_ERR_GGUF_LIMIT = -24,       /* a string, array or count above a sane cap */
+    LLMS_ERR_GGUF_TYPE = -25,        /* unknown value type, or a key of the wrong type */
+    LLMS_ERR_GGUF_DUPLICATE = -26,   /* duplicate key or tensor name */
+    LLMS_ERR_GGUF_ALIGNMENT = -27,   /* general.alignment 0, not a power of two, or huge */
+    LLMS_ERR_GGUF_TENSOR_TYPE = -28, /* unknown tensor type */
+    LLMS_ERR_GGUF_SHAPE = -29,       /* bad dimension count, dimension or row length */
+    LLMS_ERR_GGUF_BOUNDS = -30,      /* tensor data outside the data section */
+
+    /* Model semantics. */
+    LLMS_ERR_MODEL_TENSOR = -40,     /* a required tensor is missing or misshapen */
+    LLMS_ERR_MODEL_METADATA = -41,   /* a required metadata key is missing or invalid */
+    LLMS_ERR_TOKENIZER = -42,        /* vocabulary missing or inconsistent */
+
+    /* Requests and generation. */
+    LLMS_ERR_TOKEN_RANGE = -50,      /* a token id outside the vocabulary */
+    LLMS_ERR_CONTEXT_FULL = -51,     /* the session's context window is full */
+    LLMS_ERR_PROMPT_TOO_LONG = -52,  /* the prompt cannot fit in the context */
+    LLMS_ERR_TEMPLATE = -53,         /* chat template unknown or not applicable */
+    LLMS_ERR_BUSY = -54,             /* queue full: rejected at once, retry later */
+    LLMS_ERR_RATE_LIMITED = -55,     /* a tenant limit was hit */
+    LLMS_ERR_CANCELLED = -56,        /* cancelled by the host */
+    LLMS_ERR_TIMEOUT = -57,          /* a deadline passed */
+
+    /* Compute backends. */
+    LLMS_ERR_BACKEND = -70,          /* backend failed to initialise or run */
+    LLMS_ERR_DEVICE_LOST = -71,      /* the GPU device was lost */
+    LLMS_ERR_DEVICE_MEMORY = -72     /* out of device memory / over the device budget */
+};
+
+/* A static, human-readable name for a status ("LLMS_ERR_NO_MEMORY: ...").
+ * Never NULL; unknown codes give "unknown status".
+ * Threads: any. Lifetime: static. Since: 0.1. */
+LLMS_API const char *llms_status_string(llms_status status);
+
+/* Detail of the last failure on the calling thread (any handle), e.g. the
+ * key or tensor a GGUF error is about. Empty string if none.
+ * Threads: any; each thread has its own. Lifetime: until the calling
+ * thread's next failing library call. Since: 0.1. */
+LLMS_API const char *llms_errmsg(void);
+
+/* ------------------------------------------------------------------------ */
+/* Version and build features                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Run-time version of the library as "MAJOR.MINOR.PATCH".
+ * Threads: any. Lifetime: static. Since: 0.1. */
+LLMS_API const char *llms_version_string(void);
+
+/* Run-time LLMS_VERSION_NUMBER of the library. Compare with the compile-time
+ * macro to detect a header/library mismatch. Threads: any. Since: 0.1. */
+LLMS_API uint32_t llms_version_number(void);
+
+/* Build features as a space-separated list ("cpu openblas avx2 vulkan ...").
+ * Threads: any. Lifetime: static. Since: 0.1. */
+LLMS_API const char *llms_build_features(void);
+
+/* ------------------------------------------------------------------------ */
+/* Opaque handles                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct llms_context llms_context;
+typedef struct llms_model llms_model;
+typedef struct llms_session llms_session;
+typedef struct llms_scheduler llms_scheduler;
+typedef struct llms_cache llms_cache;
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A host-replaceable allocator. Every allocation the library makes for its
+ * own objects goes through it (model files are memory-mapped where possible,
+ * which is not an allocation). All three functions are required.
+ * realloc_fn(ptr=NULL) must behave like malloc_fn; free_fn(NULL) must be a
+ * no-op. Returned memory must be aligned for any standard type. The library
+ * copies this struct; the functions must stay callable, from any thread,
+ * until the context is destroyed. */
+typedef struct llms_allocator {
+    uint32_t struct_size;
+    void *user;
+    void *(*malloc_fn)(void *user, size_t size);
+    void *(*realloc_fn)(void *user, void *ptr, size_t size);
+    void (*free_fn)(void *user, void *ptr);
+} llms_allocator;
+
+/* Log levels. */
+enum {
+    LLMS_LOG_ERROR = 1,
+    LLMS_LOG_WARN = 2,
+    LLMS_LOG_INFO = 3,
+    LLMS_LOG_DEBUG = 4
+};
+
+/* Log callback. `message` is one line without a newline, valid only during
+ * the call. May be called from any library thread, never concurrently for
+ * the same context. */
+typedef void (*llms_log_fn)(void *user, int32_t level, const char *message);
+
+/* Compute backend choice. */
+enum {
+    LLMS_BACKEND_AUTO = 0,   /* a discrete or integrated GPU, else the CPU */
+    LLMS_BACKEND_CPU = 1,
+    LLMS_BACKEND_VULKAN = 2  /* Vulkan even if the only device is a CPU driver */
+};
+
+/* Context flags. */
+enum {
+    /* Let log messages include prompt and generated text (off by default). */
+    LLMS_CONTEXT_LOG_CONTENT = 1u << 0
+};
+
+typedef struct llms_context_params {
+    uint32_t struct_size;
+    int32_t backend;          /* LLMS_BACKEND_*; default AUTO */
+    int32_t device_index;     /* Vulkan device index, -1 = automatic (default) */
+    int32_t n_threads;        /* CPU worker threads; 0 = number of cores (default) */
+    uint32_t flags;           /* LLMS_CONTEXT_* */
+    int32_t log_level;        /* most verbose level delivered; default LLMS_LOG_WARN */
+    llms_log_fn log_fn;       /* NULL = silent (default) */
+    void *log_user;
+    const llms_allocator *allocator; /* NULL = the C library's malloc (default); copied */
+    uint64_t device_memory_budget;   /* bytes of device memory to use; 0 = all */
+} llms_context_params;
+
+/* Fill `params` with defaults (and struct_size).
+ * Threads: any. Since: 0.1. */
+LLMS_API void llms_context_params_init(llms_context_params *params);
+
+/* Create a runtime context. `params` may be NULL for defaults.
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_context_create(const llms_context_params *params,
+                                         llms_context **out);
+
+/* Destroy a context; all its models must have been destroyed. NULL is a no-op.
+ * Threads: one thread, with no other call on the context in progress. Since: 0.1. */
+LLMS_API void llms_context_destroy(llms_context *ctx);
+
+/* The backend actually in use (LLMS_BACKEND_CPU or LLMS_BACKEND_VULKAN).
+ * Threads: any. Since: 0.1. */
+LLMS_API int32_t llms_context_backend(const llms_context *ctx);
+
+/* Number of CPU worker threads the context uses.
+ * Threads: any. Since: 0.1. */
+LLMS_API int32_t llms_context_n_threads(const llms_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Model loading and metadata                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Tensor element types (numbers as in GGUF). */
+enum {
+    LLMS_TYPE_F32 = 0,
+    LLMS_TYPE_F16 = 1,
+    LLMS_TYPE_Q4_0 = 2,
+    LLMS_TYPE_Q4_1 = 3,
+    LLMS_TYPE_Q5_0 = 6,
+    LLMS_TYPE_Q5_1 = 7,
+    LLMS_TYPE_Q8_0 = 8,
+    LLMS_TYPE_Q8_1 = 9,
+    LLMS_TYPE_Q2_K = 10,
+    LLMS_TYPE_Q3_K = 11,
+    LLMS_TYPE_Q4_K = 12,
+    LLMS_TYPE_Q5_K = 13,
+    LLMS_TYPE_Q6_K = 14,
+    LLMS_TYPE_Q8_K = 15,
+    LLMS_TYPE_I8 = 24,
+    LLMS_TYPE_I16 = 25,
+    LLMS_TYPE_I32 = 26,
+    LLMS_TYPE_I64 = 27,
+    LLMS_TYPE_F64 = 28,
+    LLMS_TYPE_BF16 = 30
+};
+
+/* Name of a tensor type ("Q4_K"), or NULL if the library does not know it.
+ * Threads: any. Lifetime: static. Since: 0.1. */
+LLMS_API const char *llms_type_name(int32_t type);
+
+/* Model flags. */
+enum {
+    LLMS_MODEL_NO_MMAP = 1u << 0,    /* read the file into memory instead of mapping it */
+    LLMS_MODEL_VOCAB_ONLY = 1u << 1  /* load metadata and vocabulary, no weights */
+};
+
+typedef struct llms_model_params {
+    uint32_t struct_size;
+    uint32_t flags;           /* LLMS_MODEL_* */
+} llms_model_params;
+
+/* Threads: any. Since: 0.1. */
+LLMS_API void llms_model_params_init(llms_model_params *params);
+
+/* Load a GGUF model file. The file is treated as untrusted: any
+ * inconsistency is an error (LLMS_ERR_GGUF_*, LLMS_ERR_MODEL_*,
+ * LLMS_ERR_UNSUPPORTED) with detail in llms_errmsg(). `params` may be NULL.
+ * Threads: any (concurrent loads on one context are allowed). Since: 0.1. */
+LLMS_API llms_status llms_model_load(llms_context *ctx, const char *path,
+                                     const llms_model_params *params,
+                                     llms_model **out);
+
+/* Load a model from a GGUF image in memory. The library does not copy
+ * `data`: it must stay valid and unchanged until the model is destroyed.
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_model_load_from_memory(llms_context *ctx,
+                                                 const void *data, size_t size,
+                                                 const llms_model_params *params,
+                                                 llms_model **out);
+
+/* Destroy a model; its sessions must have been destroyed. NULL is a no-op.
+ * Threads: one thread, with no other call on the model in progress. Since: 0.1. */
+LLMS_API void llms_model_destroy(llms_model *model);
+
+/* Summary of a model. Strings point into the model and live as long as it. */
+typedef struct llms_model_info {
+    uint32_t struct_size;
+    uint32_t gguf_version;
+    const char *architecture;   /* general.architecture */
+    const char *name;           /* general.name, or "" */
+    uint64_t n_params;          /* total elements of all tensors */
+    uint64_t n_bytes;           /* bytes of tensor data */
+    uint32_t n_tensors;
+    uint32_t n_metadata;        /* number of metadata keys */
+    uint32_t n_vocab;
+    uint32_t n_ctx_train;       /* context length the model was trained with */
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t n_ff;
+    uint32_t file_type;         /* general.file_type, or 0 */
+    double rope_freq_base;
+    double rms_norm_eps;
+} llms_model_info;
+
+/* Threads: any. Since: 0.1. */
+LLMS_API void llms_model_info_init(llms_model_info *info);
+
+/* Fill `info` (set info->struct_size first, e.g. with llms_model_info_init).
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_model_get_info(const llms_model *model, llms_model_info *info);
+
+/* One tensor of the model file. `name` lives as long as the model. */
+typedef struct llms_tensor_info {
+    uint32_t struct_size;
+    int32_t type;               /* LLMS_TYPE_* */
+    uint32_t n_dims;            /* 1..4 */
+    int64_t dims[4];            /* dims[0] is the row length; unused dims are 1 */
+    uint64_t offset;            /* byte offset in the file */
+    uint64_t n_bytes;
+    const char *name;
+} llms_tensor_info;
+
+/* Threads: any. Since: 0.1. */
+LLMS_API void llms_tensor_info_init(llms_tensor_info *info);
+
+/* Tensor `index` (0 <= index < n_tensors) in file order.
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_model_tensor(const llms_model *model, uint32_t index,
+                                       llms_tensor_info *info);
+
+/* Metadata value types (numbers as in GGUF). */
+enum {
+    LLMS_META_UINT8 = 0,
+    LLMS_META_INT8 = 1,
+    LLMS_META_UINT16 = 2,
+    LLMS_META_INT16 = 3,
+    LLMS_META_UINT32 = 4,
+    LLMS_META_INT32 = 5,
+    LLMS_META_FLOAT32 = 6,
+    LLMS_META_BOOL = 7,
+    LLMS_META_STRING = 8,
+    LLMS_META_ARRAY = 9,
+    LLMS_META_UINT64 = 10,
+    LLMS_META_INT64 = 11,
+    LLMS_META_FLOAT64 = 12
+};
+
+/* Key of metadata entry `index` (file order), NUL-terminated.
+ * Threads: any. Lifetime: the model's. Since: 0.1. */
+LLMS_API llms_status llms_model_meta_key(const llms_model *model, uint32_t index,
+                                         const char **key);
+
+/* Type of the value under `key` (LLMS_META_*); for arrays, also the element
+ * type and length (either pointer may be NULL). LLMS_ERR_NOT_FOUND if absent.
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_model_meta_type(const llms_model *model, const char *key,
+                                          int32_t *type, int32_t *elem_type,
+                                          uint64_t *n_elems);
+
+/* Typed getters. Integers of any width convert when the value fits;
+ * otherwise LLMS_ERR_GGUF_TYPE. Strings are NUL-terminated and may contain
+ * embedded NULs (their length is written to *len if len is not NULL).
+ * Threads: any. Lifetime of strings: the model's. Since: 0.1. */
+LLMS_API llms_status llms_model_meta_int(const llms_model *model, const char *key,
+                                         int64_t *value);
+LLMS_API llms_status llms_model_meta_float(const llms_model *model, const char *key,
+                                           double *value);
+LLMS_API llms_status llms_model_meta_string(const llms_model *model, const char *key,
+                                            const char **value, size_t *len);
+
+/* Any value as text (arrays abbreviated after `max_elems` elements), written
+ * NUL-terminated to `buf`. If `cap` is too small: LLMS_ERR_BUFFER_TOO_SMALL,
+ * and *len holds the size needed without the NUL. Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_model_meta_format(const llms_model *model, const char *key,
+                                            uint32_t max_elems, char *buf, size_t cap,
+                                            size_t *len);
+
+/* The model's chat template (tokenizer.chat_template) or NULL if it has none.
+ * Threads: any. Lifetime: the model's. Since: 0.1. */
+LLMS_API const char *llms_model_chat_template(const llms_model *model);
+
+/* ------------------------------------------------------------------------ */
+/* Vocabulary and tokenization                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Special tokens. */
+enum {
+    LLMS_SPECIAL_BOS = 0,
+    LLMS_SPECIAL_EOS = 1,
+    LLMS_SPECIAL_EOT = 2,
+    LLMS_SPECIAL_PAD = 3,
+    LLMS_SPECIAL_UNK = 4,
+    LLMS_SPECIAL_SEP = 5,
+    LLMS_SPECIAL_NL = 6
+};
+
+/* The id of a special token, or -1 if the model has none.
+ * Threads: any. Since: 0.1. */
+LLMS_API int32_t llms_model_special_token(const llms_model *model, int32_t which);
+
+/* Vocabulary size. Threads: any. Since: 0.1. */
+LLMS_API int32_t llms_model_n_vocab(const llms_model *model);
+
+/* 1 if `token` ends generation (EOS, EOT or another end-of-generation
+ * token), else 0. Threads: any. Since: 0.1. */
+LLMS_API int32_t llms_model_token_is_eog(const llms_model *model, int32_t token);
+
+/* Tokenize flags. */
+enum {
+    LLMS_TOKENIZE_ADD_BOS = 1u << 0,       /* prepend BOS (if the model has one) */
+    LLMS_TOKENIZE_PARSE_SPECIAL = 1u << 1, /* recognise special-token text such as "<|im_end|>" */
+    LLMS_TOKENIZE_MODEL_DEFAULTS = 1u << 2 /* add BOS/EOS as the model's metadata says */
+};
+
+/* Tokenize UTF-8 (or arbitrary bytes) `text` of `len` bytes into `tokens`.
+ * Without flags, no BOS/EOS is added and special-token text is plain text.
+ * If `cap` is too small: LLMS_ERR_BUFFER_TOO_SMALL and *n_tokens holds the
+ * number needed (call again with a larger buffer). Linear time in `len`.
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_tokenize(const llms_model *model, const char *text, size_t len,
+                                   uint32_t flags, int32_t *tokens, size_t cap,
+                                   size_t *n_tokens);
+
+/* The bytes of one token as they appear in text (byte tokens give their
+ * byte, which may be part of a UTF-8 character). Not NUL-terminated.
+ * LLMS_ERR_BUFFER_TOO_SMALL with *len = needed if `cap` is too small.
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_token_to_piece(const llms_model *model, int32_t token,
+                                         char *buf, size_t cap, size_t *len);
+
+/* Detokenize flags. */
+enum {
+    LLMS_DETOKENIZE_SPECIAL = 1u << 0,        /* render control tokens' text */
+    LLMS_DETOKENIZE_KEEP_LEADING_SPACE = 1u << 1 /* SentencePiece: keep the space of the first token */
+};
+
+/* Concatenated text of `n` tokens, NUL-terminated in `buf`. Byte tokens and
+ * multi-byte characters split over tokens join correctly.
+ * LLMS_ERR_BUFFER_TOO_SMALL with *len = needed (without NUL) if too small.
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_detokenize(const llms_model *model, const int32_t *tokens,
+                                     size_t n, uint32_t flags, char *buf, size_t cap,
+                                     size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Chat templates                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* One chat message. This struct is frozen (it is used in arrays). */
+typedef struct llms_chat_message {
+    const char *role;      /* "system", "user", "assistant" */
+    const char *content;
+} llms_chat_message;
+
+/* Template families recognised from a template's text. */
+enum {
+    LLMS_CHAT_UNKNOWN = 0,
+    LLMS_CHAT_CHATML = 1,
+    LLMS_CHAT_LLAMA2 = 2,
+    LLMS_CHAT_LLAMA3 = 3,
+    LLMS_CHAT_MISTRAL = 4,
+    LLMS_CHAT_PHI3 = 5,
+    LLMS_CHAT_GEMMA = 6,
+    LLMS_CHAT_ZEPHYR = 7
+};
+
+/* The family of a template text (a Jinja template from GGUF metadata, or a
+ * family name such as "chatml"). Threads: any. Since: 0.1. */
+LLMS_API int32_t llms_chat_template_family(const char *template_text);
+
+/* Render `messages` with the model's chat template (or `template_text` if
+ * not NULL). With `add_assistant` non-zero, end with the assistant prefix so
+ * that generation continues as the assistant. Unknown templates are
+ * LLMS_ERR_TEMPLATE, never a guess. Output NUL-terminated; too small a
+ * buffer gives LLMS_ERR_BUFFER_TOO_SMALL and *len = needed.
+ * Threads: any. Since: 0.1. */
+LLMS_API llms_status llms_chat_apply_template(const llms_model *model,
+                                              const char *template_text,
+                                              const llms_chat_message *messages,
+                                              size_t n_messages, int32_t add_assistant,
+                                              char *buf, size_t cap, size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Session flags. */
+enum {
+    /* When the context is full, keep the first n_keep tokens, drop the oldest
+     * half of the rest and continue, instead of returning CONTEXT_FULL. */
+    LLMS_SESSION_CONTEXT_SHIFT = 1u << 0
+};
+
+typedef struct llms_session_params {
+    uint32_t struct_size;
+    uint32_t n_ctx;           /* context window in tokens; 0 = the model's (default) */
+    uint32_t flags;           /* LLMS_SESSION_* */
+    uint32_t n_keep;          /* tokens kept at the start on a context shift */
+} llms_session_params;
+
+/* Threads: any. Since: 0.1. */
+LLMS_API void llms_session_params_init(llms_session_params *params);
+
+/* Create a session on a model. `params` may be NULL.
+ * Threads: any (the model is shared). Since: 0.1. */
+LLMS_API llms_status llms_session_create(llms_model *model, const llms_session_params *params,
+                                         llms_session **out);
+
+/* NULL is a no-op. Threads: the session's thread. Since: 0.1. */
+LLMS_API void llms_session_destroy(llms_session *session);
+
+/* Copy a session: its tokens, KV cache and sampler state.
+ * Threads: the source session's thread. Since: 0.1. */
+LLMS_API llms_status llms_session_fork(const llms_session *session, llms_session **out);
+
+/* Forget everything (position 0). Threads: the session's thread. Since: 0.1. */
+LLMS_API llms_status llms_session_reset(llms_session *session);
+
+/* Keep only the first `n_tokens` tokens. Threads: the session's thread. Since: 0.1. */
+LLMS_API llms_status llms_session_truncate(llms_session *session, uint32_t n_tokens);
+
+/* Number of tokens in the session (its position).
+ * Threads: the session's thread. Since: 0.1. */
+LLMS_API uint32_t llms_session_n_tokens(const llms_session *session);
+
+/* Context window of the session. Threads: the session's thread. Since: 0.1. */
+LLMS_API uint32_t llms_session_n_ctx(const llms_session *session);
+
+/* The session's tokens (valid until the next call that changes the session).
+ * Threads: the session's thread. Since: 0.1. */
+LLMS_API const int32_t *llms_session_tokens(const llms_session *session);
+
+/* Detail of the session's last failure ("" if none).
+ * Threads: the session's thread. Lifetime: until the next call on it. Since: 0.1. */
+LLMS_API const char *llms_session_errmsg(const llms_session *session);
+
+/* 1 if the session can still be used; 0 after an error that left it
+ * inconsistent (reset it to use it again). Threads: the session's thread. */
+LLMS_API int32_t llms_session_usable(const llms_session *session);
+
+/* Evaluate tokens (prefill as matrix products). On error nothing is added
+ * and the session stays as it was (LLMS_ERR_TOKEN_RANGE,
+ * LLMS_ERR_PROMPT_TOO_LONG, LLMS_ERR_CONTEXT_FULL...).
+ * Threads: the session's thread. Since: 0.1. */
+LLMS_API llms_status llms_session_feed_tokens(llms_session *session, const int32_t *tokens,
+                                              size_t n);
+
+/* Tokenize (flags as llms_tokenize) and evaluate text.
+ * Threads: the session's thread. Since: 0.1. */
+LLMS_API llms_status llms_session_feed_text(llms_session *session, const char *text,
+                                            size_t len, uint32_t flags);
+
+/* Logits after the last evaluated token (n_vocab floats), or NULL if none.
+ * Threads: the session's thread. Lifetime: until the next call that changes
+ * the session. Since: 0.1. */
+LLMS_API const float *llms_session_logits(const llms_session *session);
+
+/* A logit bias entry (frozen; used in arrays). */
+typedef struct llms_logit_bias {
+    int32_t token;
+    float bias;               /* added to the logit; -INFINITY bans the token */
+} llms_logit_bias;
+
+/* Sampling flags. */
+enum {
+    LLMS_SAMPLE_IGNORE_EOG = 1u << 0  /* never stop at end-of-generation tokens */
+};
+
+typedef struct llms_sampling_params {
+    uint32_t struct_size;
+    float temperature;        /* 0 = greedy; default 0.8 */
+    int32_t top_k;            /* 0 = off; default 40 */
+    float top_p;              /* 1 = off; default 0.95 */
+    float min_p;              /* 0 = off; default 0.05 */
+    float repeat_penalty;     /* 1 = off (default) */
+    float frequency_penalty;  /* 0 = off (default) */
+    float presence_penalty;   /* 0 = off (default) */
+    int32_t penalty_last_n;   /* window for the penalties; default 64; -1 = whole context */
+    uint64_t seed;            /* same seed and inputs give the same output */
+    int32_t max_tokens;       /* -1 = until the context is full (default) */
+    int32_t min_tokens;       /* end-of-generation suppressed before this; default 0 */
+    const char *const *stop;  /* stop strings (copied at generate_begin) */
+    uint32_t n_stop;
+    const llms_logit_bias *logit_bias; /* copied at generate_begin */
+    uint32_t n_logit_bias;
+    int32_t n_logprobs;       /* top-n log-probabilities per token; 0 = off; max 20 */
+    uint32_t flags;           /* LLMS_SAMPLE_* */
+} llms_sampling_params;
+
+/* Threads: any. Since: 0.1. */
+LLMS_API void llms_sampling_params_init(llms_sampling_params *params);
+
+/* Why generation ended. */
+enum {
+    LLMS_FINISH_NONE = 0,
+    LLMS_FINISH_EOG = 1,          /* an end-of-generation token */
+    LLMS_FINISH_STOP = 2,         /* a stop string (not included in the text) */
+    LLMS_FINISH_LENGTH = 3,       /* max_tokens reached */
+    LLMS_FINISH_CONTEXT_FULL = 4, /* the context window is full */
+    LLMS_FINISH_ERROR = 5,
+    LLMS_FINISH_CANCELLED = 6,
+    LLMS_FINISH_TIMEOUT = 7
+};
+
+/* A token and its log-probability (frozen; used in arrays). */
+typedef struct llms_token_logprob {
+    int32_t token;
+    float logprob;
+} llms_token_logprob;
+
+/* What one llms_session_step produced. Pointers are valid until the next
+ * call on the session. */
+typedef struct llms_step_result {
+    uint32_t struct_size;
+    int32_t token;            /* the sampled token, or -1 */
+    int32_t finish_reason;    /* LLMS_FINISH_* (with LLMS_DONE) */
+    float logprob;            /* log-probability of `token` (after temperature) */
+    const char *text;         /* text that may be shown now: never a partial UTF-8
+                                 character, never a possible start of a stop string */
+    size_t text_len;
+    const llms_token_logprob *top_logprobs;
+    uint32_t n_top_logprobs;
+    uint32_t n_generated;     /* tokens generated so far */
+} llms_step_result;
+
+/* Threads: any. Since: 0.1. */
+LLMS_API void llms_step_result_init(llms_step_result *result);
+
+/* Start generating after what was fed. Copies `params` (NULL = defaults).
+ * Threads: the session's thread. Since: 0.1. */
+LLMS_API llms_status llms_session_generate_begin(llms_session *session,
+                                                 const llms_sampling_params *params);
+
+/* Sample the next token, append it to the session and evaluate it.
+ * Returns LLMS_TOKEN with the token and the text it releases, or LLMS_DONE
+ * with result->finish_reason (any held-back text is released then), or an
+ * error. Threads: the session's thread. Since: 0.1. */
+LLMS_API llms_status llms_session_step(llms_session *session, llms_step_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LLMSERVE_H */

@@ -1,0 +1,14 @@
+/* Locating ../shared/fixtures (overridable with LLMS_FIXTURES). In CI
+ * (CI set) a missing fixture fails the test; elsewhere the test is skipped. */
+#ifndef LLMS_TEST_FIXTURES_H
+#define LLMS_TEST_FIXTURES_H
+#include <stddef.h>
+
+/* Full path of a fixture (static buffer per call slot), or NULL if missing. */
+const char *fixture_path(const char *relative);
+/* Reads a whole file (malloc'd, NUL-terminated); NULL on failure. */
+char *read_file_all(const char *path, size_t *len);
+/* Call from a cmocka test when fixture_path returned NULL: fails in CI, skips otherwise. */
+void fixture_missing(const char *relative);
+
+#endif
