@@ -54,9 +54,11 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=build/bin/%)
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bin/%)
 PUBLIC_HDRS := include/llmserve.h include/llmserve_version.h
 
-.PHONY: all lib examples test check check-exports check-headers abi-check abi-baseline \
+.PHONY: deps ci all lib examples test check check-exports check-headers abi-check abi-baseline \
 	install uninstall clean fuzz run bench
 all: lib
 
@@ -86,16 +88,26 @@ $(STLIB): $(OBJS)
 	rm -f $@ && ar rcs $@ $(BUILD)/llmserve_all.o
 
 # Examples use only the public API, through the shared library.
-examples: $(EXAMPLE_BINS)
-build/bin/%: examples/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS)
+# Benchmarks (bench/) build the same way, into the same folder.
+examples: $(EXAMPLE_BINS) $(BENCH_BINS)
+EXAMPLE_CC = $(CC) -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -o $@ $< \
+	-Llib -lllmserve -Wl,-rpath,'$$ORIGIN/../../lib' -lm -lpthread
+build/bin/%: examples/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h)
 	@mkdir -p build/bin
-	$(CC) -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -Iinclude $(SANFLAGS) -o $@ $< \
-		-Llib -lllmserve -Wl,-rpath,'$$ORIGIN/../../lib' -lm -lpthread
+	$(EXAMPLE_CC)
+build/bin/%: bench/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h)
+	@mkdir -p build/bin
+	$(EXAMPLE_CC)
 
-# Tests link the objects directly so they can reach internal interfaces.
-$(BUILD)/tests/%: tests/%.c $(OBJS) $(TEST_SUPPORT)
+# Tests link an archive of the objects (not the .so) so they can reach the
+# internal interfaces; the archive pulls in only the objects a test uses.
+TEST_ARCHIVE := $(BUILD)/libllmserve_test.a
+$(TEST_ARCHIVE): $(OBJS)
+	rm -f $@ && ar rcs $@ $(OBJS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_ARCHIVE) $(TEST_SUPPORT)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(OBJS) $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(TEST_ARCHIVE) $(LDFLAGS) $(LIBS) -lcmocka -lcjson
 
 test: $(TEST_BINS) examples
 	@LLMS_FIXTURES=$(FIXTURES) LLMS_BIN=$(abspath build/bin) sh tests/run_tests.sh $(TEST_BINS)
@@ -147,10 +159,41 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@mkdir -p build/fuzz
 	clang -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-		-o build/fuzz/fuzz_gguf tests/fuzz/fuzz_gguf.c $(filter src/core/%.c src/gguf/%.c src/quant/types.c,$(SRCS))
+		-fno-sanitize-recover=all \
+		-o build/fuzz/fuzz_gguf tests/fuzz/fuzz_gguf.c \
+		src/core/alloc.c src/core/error.c $(filter src/gguf/%.c,$(SRCS)) src/quant/types.c
 	@mkdir -p build/fuzz/corpus
 	build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
 		build/fuzz/corpus tests/fuzz/corpus
 
 clean:
 	rm -rf build lib/libllmserve.so* lib/libllmserve.a
+
+# ---- set-up and the two top-level jobs --------------------------------------
+# Debian packages the build, the tests and the examples need. `make deps`
+# installs the missing ones when run as root (and says what to install
+# otherwise).
+DEB_PACKAGES := build-essential pkg-config libopenblas-dev libcmocka-dev libcjson-dev \
+	abigail-tools clang libclang-rt-14-dev unicode-data
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: missing Debian packages (run as root: apt-get install $$missing)"; exit 1; fi
+
+# The test job CI runs: everything in one command.
+ci: deps
+	$(MAKE) check
+	$(MAKE) abi-check
+	$(MAKE) SANITIZE=address,undefined test
+	$(MAKE) fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
+CI_FUZZ_SECONDS ?= 120
+
+# The main job: a generation demo on a fixture model (MODEL=path.gguf to use your own).
+MODEL ?= $(FIXTURES)/models/aidreams260K.gguf
+PROMPT ?= The robot
+run: deps lib examples
+	build/bin/llms-generate --model "$(MODEL)" --prompt "$(PROMPT)" --max-tokens 90 --temperature 0

@@ -563,6 +563,12 @@ LLMS_API int32_t llms_session_usable(const llms_session *session);
 LLMS_API llms_status llms_session_feed_tokens(llms_session *session, const int32_t *tokens,
                                               size_t n);
 
+/* Like llms_session_feed_tokens, and also writes the logits after every
+ * fed token: n * n_vocab floats to `logits` (teacher forcing, scoring,
+ * perplexity). Threads: the session's thread. Since: 0.1. */
+LLMS_API llms_status llms_session_feed_tokens_logits(llms_session *session, const int32_t *tokens,
+                                                     size_t n, float *logits);
+
 /* Tokenize (flags as llms_tokenize) and evaluate text.
  * Threads: the session's thread. Since: 0.1. */
 LLMS_API llms_status llms_session_feed_text(llms_session *session, const char *text,
@@ -632,7 +638,8 @@ typedef struct llms_step_result {
     uint32_t struct_size;
     int32_t token;            /* the sampled token, or -1 */
     int32_t finish_reason;    /* LLMS_FINISH_* (with LLMS_DONE) */
-    float logprob;            /* log-probability of `token` (after temperature) */
+    float logprob;            /* log-probability of `token` under the model's distribution
+                                 after bias and penalties, before temperature/truncation */
     const char *text;         /* text that may be shown now: never a partial UTF-8
                                  character, never a possible start of a stop string */
     size_t text_len;

@@ -7,6 +7,9 @@
 #include "error.h"
 #include "params.h"
 
+/* From OpenBLAS (cblas.h declares it too, but only this one is needed). */
+void openblas_set_num_threads(int num_threads);
+
 LLMS_API void llms_context_params_init(llms_context_params *p) {
     if (!p) return;
     memset(p, 0, sizeof *p);
@@ -62,12 +65,22 @@ LLMS_API llms_status llms_context_create(const llms_context_params *params, llms
         xfree(&a, ctx);
         return err_set(LLMS_ERR_INTERNAL, "pthread_mutex_init failed");
     }
+    llms_status st = pool_create(&ctx->alloc, ctx->n_threads, &ctx->pool);
+    if (st != LLMS_OK) {
+        pthread_mutex_destroy(&ctx->log_lock);
+        xfree(&a, ctx);
+        return st;
+    }
+    /* OpenBLAS runs on its own threads while ours sleep between regions;
+     * cap it at the same count so the two never oversubscribe the cores. */
+    openblas_set_num_threads(ctx->n_threads);
     *out = ctx;
     return LLMS_OK;
 }
 
 LLMS_API void llms_context_destroy(llms_context *ctx) {
     if (!ctx) return;
+    pool_destroy(ctx->pool);
     pthread_mutex_destroy(&ctx->log_lock);
     lalloc a = ctx->alloc;
     xfree(&a, ctx);

@@ -9,6 +9,7 @@
 
 #include "llmserve.h"
 #include "alloc.h"
+#include "threadpool.h"
 
 struct llms_context {
     lalloc alloc;
@@ -16,6 +17,7 @@ struct llms_context {
     int32_t backend;              /* the backend actually in use */
     int32_t n_threads;
     pthread_mutex_t log_lock;     /* the log callback is never called concurrently */
+    threadpool *pool;             /* n_threads - 1 workers plus the calling thread */
 };
 
 /* Log a message through the context's callback (no-op if silent or above

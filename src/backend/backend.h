@@ -1,0 +1,34 @@
+/*
+ * Compute backend interface: one forward pass over a batch of tokens that
+ * may belong to several sequences (the scheduler packs decode tokens of
+ * many sessions and chunks of prompts into one batch). Each token carries
+ * its sequence and position; its K/V are written into that sequence's
+ * paged KV cache, and attention reads the sequence's positions <= its own.
+ *
+ * The CPU backend implements it in src/backend/cpu/; a GPU backend
+ * implements the same entry point over device buffers.
+ */
+#ifndef LLMS_BACKEND_H
+#define LLMS_BACKEND_H
+
+#include <stdint.h>
+
+#include "llmserve.h"
+#include "../kvcache/kv.h"
+#include "../model/model.h"
+
+typedef struct fwd_batch {
+    uint32_t n_tokens;
+    const int32_t *tokens;      /* [n_tokens] */
+    const uint32_t *pos;        /* [n_tokens] position of each token in its sequence */
+    const uint32_t *seq;        /* [n_tokens] index into `seqs` */
+    const uint8_t *want_logits; /* [n_tokens] 1 = write this token's logits */
+    kv_seq *const *seqs;        /* block tables; reserved up to the largest pos + 1 */
+    uint32_t n_seqs;
+} fwd_batch;
+
+/* Runs the model over the batch. Logits of the tokens with want_logits are
+ * written to `logits` in batch order, n_vocab floats each. */
+llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * The llama-family graph on the CPU (llama, qwen2):
+ *   x = embed(token)
+ *   per layer:  h = rmsnorm(x)·g;  q,k,v = Wq h (+b), Wk h (+b), Wv h (+b)
+ *               rope(q, k);  store k, v in the paged cache
+ *               x += Wo · attention(q, cache)
+ *               h = rmsnorm(x)·g;  x += Wdown (silu(Wgate h) * Wup h)
+ *   logits = Wout · rmsnorm(x)·g   (only for tokens that want them)
+ * Activations are float32; weights stay in their file type.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "../backend.h"
+#include "../../core/error.h"
+
+typedef struct scratch {
+    float *x, *h, *q, *k, *v, *att, *gate, *up, *rope_cs;
+} scratch;
+
+/* Rotate pairs: NORM style pairs (2i, 2i+1); NEOX style pairs (i, i+n_rot/2). */
+static void rope_apply(float *vec, const float *cs, uint32_t n_rot, int neox) {
+    uint32_t half = n_rot / 2;
+    for (uint32_t i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        uint32_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        float a = vec[i0], b = vec[i1];
+        vec[i0] = a * c - b * s;
+        vec[i1] = a * s + b * c;
+    }
+}
+
+typedef struct attn_job {
+    const llms_model *m;
+    const fwd_batch *b;
+    uint32_t layer;
+    const float *q;
+    float *out;
+} attn_job;
+
+/* One (token, head) pair: online softmax over the sequence's positions
+ * 0..pos, streaming K/V block by block without a score matrix. */
+static void attn_task(void *arg, int64_t idx, int64_t n) {
+    (void)n;
+    const attn_job *j = arg;
+    const hparams *hp = &j->m->hp;
+    const kv_pool *kv = &j->m->kv;
+    const uint32_t D = hp->head_dim, H = hp->n_head;
+    const uint32_t t = (uint32_t)(idx / H), h = (uint32_t)(idx % H);
+    const uint32_t kvh = h / (H / hp->n_head_kv);
+    const kv_seq *s = j->b->seqs[j->b->seq[t]];
+    const uint32_t pos = j->b->pos[t];
+    const float *q = j->q + ((size_t)t * H + h) * D;
+    float *o = j->out + ((size_t)t * H + h) * D;
+    const float scale = 1.0f / sqrtf((float)D);
+    float mx = -INFINITY, sum = 0;
+    float acc[1024];
+    memset(acc, 0, D * sizeof(float));
+    for (uint32_t p = 0; p <= pos; p++) {
+        const float *k = kv_k(kv, s, j->layer, p) + (size_t)kvh * D;
+        float sc = 0;
+        for (uint32_t d = 0; d < D; d++) sc += q[d] * k[d];
+        sc *= scale;
+        const float *v = kv_v(kv, s, j->layer, p) + (size_t)kvh * D;
+        if (sc > mx) {
+            float corr = expf(mx - sc);
+            sum *= corr;
+            for (uint32_t d = 0; d < D; d++) acc[d] *= corr;
+            mx = sc;
+        }
+        float w = expf(sc - mx);
+        sum += w;
+        for (uint32_t d = 0; d < D; d++) acc[d] += w * v[d];
+    }
+    for (uint32_t d = 0; d < D; d++) o[d] = acc[d] / sum;
+}
+
+static void add_bias(float *y, const fvec *b, int64_t n_tok) {
+    if (!b->data) return;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t i = 0; i < b->n; i++) y[t * b->n + i] += b->data[i];
+}
+
+static void free_scratch(const lalloc *a, scratch *s) {
+    float **p = (float **)s;
+    for (size_t i = 0; i < sizeof *s / sizeof(float *); i++) xfree_aligned(a, p[i]);
+}
+
+llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
+    const hparams *hp = &m->hp;
+    const lalloc *a = m->alloc;
+    threadpool *pool = m->ctx->pool;
+    const int64_t n = b->n_tokens, E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    const uint32_t half = hp->n_rot / 2;
+    if (n == 0) return LLMS_OK;
+    if (m->ctx->backend != LLMS_BACKEND_CPU)
+        return err_set(LLMS_ERR_BACKEND, "backend %d has no forward pass", (int)m->ctx->backend);
+
+    scratch s = {0};
+    s.x = xmalloc_aligned(a, (size_t)(n * E) * sizeof(float), 64);
+    s.h = xmalloc_aligned(a, (size_t)(n * (E > Q ? E : Q)) * sizeof(float), 64);
+    s.q = xmalloc_aligned(a, (size_t)(n * Q) * sizeof(float), 64);
+    s.k = xmalloc_aligned(a, (size_t)(n * KV) * sizeof(float), 64);
+    s.v = xmalloc_aligned(a, (size_t)(n * KV) * sizeof(float), 64);
+    s.att = xmalloc_aligned(a, (size_t)(n * Q) * sizeof(float), 64);
+    s.gate = xmalloc_aligned(a, (size_t)(n * F) * sizeof(float), 64);
+    s.up = xmalloc_aligned(a, (size_t)(n * F) * sizeof(float), 64);
+    s.rope_cs = xmalloc_aligned(a, (size_t)(n * (half ? half : 1) * 2) * sizeof(float), 64);
+    llms_status st = LLMS_OK;
+    if (!s.x || !s.h || !s.q || !s.k || !s.v || !s.att || !s.gate || !s.up || !s.rope_cs) {
+        st = ERR_OOM();
+        goto done;
+    }
+
+    for (int64_t t = 0; t < n; t++) {
+        cpu_weight_row(&m->tok_embd, b->tokens[t], s.x + t * E);
+        for (uint32_t i = 0; i < half; i++) {
+            /* Angles in double: positions reach 10^5 and float loses the phase. */
+            double ang = (double)b->pos[t] * m->rope_inv_freq[i];
+            s.rope_cs[(t * half + i) * 2] = (float)cos(ang);
+            s.rope_cs[(t * half + i) * 2 + 1] = (float)sin(ang);
+        }
+    }
+
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        const layer_weights *L = &m->layers[l];
+        for (int64_t t = 0; t < n; t++)
+            cpu_rmsnorm(s.h + t * E, s.x + t * E, L->attn_norm.data, E, hp->rms_eps);
+        if ((st = cpu_matmul(pool, a, &L->wq, s.h, n, s.q)) ||
+            (st = cpu_matmul(pool, a, &L->wk, s.h, n, s.k)) ||
+            (st = cpu_matmul(pool, a, &L->wv, s.h, n, s.v)))
+            goto done;
+        add_bias(s.q, &L->bq, n);
+        add_bias(s.k, &L->bk, n);
+        add_bias(s.v, &L->bv, n);
+        for (int64_t t = 0; t < n; t++) {
+            const float *cs = s.rope_cs + t * half * 2;
+            for (uint32_t h = 0; h < hp->n_head; h++)
+                rope_apply(s.q + t * Q + (int64_t)h * hp->head_dim, cs, hp->n_rot, hp->rope_type == ROPE_NEOX);
+            for (uint32_t h = 0; h < hp->n_head_kv; h++)
+                rope_apply(s.k + t * KV + (int64_t)h * hp->head_dim, cs, hp->n_rot, hp->rope_type == ROPE_NEOX);
+            const kv_seq *seq = b->seqs[b->seq[t]];
+            memcpy(kv_k(&m->kv, seq, l, b->pos[t]), s.k + t * KV, (size_t)KV * sizeof(float));
+            memcpy(kv_v(&m->kv, seq, l, b->pos[t]), s.v + t * KV, (size_t)KV * sizeof(float));
+        }
+        attn_job aj = {m, b, l, s.q, s.att};
+        pool_run(pool, n * hp->n_head, attn_task, &aj);
+        if ((st = cpu_matmul(pool, a, &L->wo, s.att, n, s.h))) goto done;
+        for (int64_t i = 0; i < n * E; i++) s.x[i] += s.h[i];
+
+        for (int64_t t = 0; t < n; t++)
+            cpu_rmsnorm(s.h + t * E, s.x + t * E, L->ffn_norm.data, E, hp->rms_eps);
+        if ((st = cpu_matmul(pool, a, &L->w_gate, s.h, n, s.gate)) ||
+            (st = cpu_matmul(pool, a, &L->w_up, s.h, n, s.up)))
+            goto done;
+        for (int64_t i = 0; i < n * F; i++) {
+            float g = s.gate[i];
+            s.gate[i] = g / (1.0f + expf(-g)) * s.up[i];
+        }
+        if ((st = cpu_matmul(pool, a, &L->w_down, s.gate, n, s.h))) goto done;
+        for (int64_t i = 0; i < n * E; i++) s.x[i] += s.h[i];
+    }
+
+    /* Final norm and output projection only for the tokens that need logits. */
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (!b->want_logits[t]) continue;
+        cpu_rmsnorm(s.h + n_out * E, s.x + t * E, m->output_norm.data, E, hp->rms_eps);
+        n_out++;
+    }
+    if (n_out) st = cpu_matmul(pool, a, &m->output, s.h, n_out, logits);
+    (void)V;
+done:
+    free_scratch(a, &s);
+    return st;
+}

@@ -1,0 +1,149 @@
+#include "threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "error.h"
+
+struct threadpool {
+    const lalloc *a;
+    int n_threads;                 /* including the caller */
+    pthread_t *threads;
+    int n_started;
+    pthread_mutex_t region_lock;   /* one region at a time */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_cond_t done_cv;
+    /* current region */
+    pool_fn fn;
+    void *arg;
+    int64_t n_tasks;
+    atomic_llong next;             /* next task index to claim */
+    atomic_int active;             /* workers still inside the region */
+    atomic_uint generation;        /* bumped at each region start */
+    atomic_int stop;
+};
+
+static void run_tasks(threadpool *p) {
+    for (;;) {
+        int64_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+        if (i >= p->n_tasks) break;
+        p->fn(p->arg, i, p->n_tasks);
+    }
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *worker_main(void *arg) {
+    threadpool *p = arg;
+    unsigned seen = atomic_load(&p->generation);
+    for (;;) {
+        /* Spin for a short while: the next region usually follows at once. */
+        uint64_t t0 = now_ns();
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
+               !atomic_load(&p->stop)) {
+            if (++spins % 1024 == 0 && now_ns() - t0 > 200000) break;
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+        }
+        if (g == seen && !atomic_load(&p->stop)) {
+            pthread_mutex_lock(&p->lock);
+            while ((g = atomic_load(&p->generation)) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->wake, &p->lock);
+            pthread_mutex_unlock(&p->lock);
+        }
+        if (atomic_load(&p->stop)) break;
+        seen = g;
+        run_tasks(p);
+        if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    return NULL;
+}
+
+llms_status pool_create(const lalloc *a, int n_threads, threadpool **out) {
+    *out = NULL;
+    if (n_threads < 1) n_threads = 1;
+    threadpool *p = xcalloc(a, 1, sizeof *p);
+    if (!p) return ERR_OOM();
+    p->a = a;
+    p->n_threads = n_threads;
+    pthread_mutex_init(&p->region_lock, NULL);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+    if (n_threads > 1) {
+        p->threads = xcalloc(a, (size_t)n_threads - 1, sizeof *p->threads);
+        if (!p->threads) { pool_destroy(p); return ERR_OOM(); }
+        for (int i = 0; i < n_threads - 1; i++) {
+            if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
+                pool_destroy(p);
+                return err_set(LLMS_ERR_INTERNAL, "could not start worker thread %d", i);
+            }
+            p->n_started++;
+        }
+    }
+    *out = p;
+    return LLMS_OK;
+}
+
+void pool_destroy(threadpool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->n_started; i++) pthread_join(p->threads[i], NULL);
+    xfree(p->a, p->threads);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done_cv);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->region_lock);
+    xfree(p->a, p);
+}
+
+int pool_size(const threadpool *p) { return p ? p->n_threads : 1; }
+
+void pool_run(threadpool *p, int64_t n, pool_fn fn, void *arg) {
+    if (n <= 0) return;
+    if (!p || p->n_started == 0 || n == 1) {
+        for (int64_t i = 0; i < n; i++) fn(arg, i, n);
+        return;
+    }
+    pthread_mutex_lock(&p->region_lock);
+    p->fn = fn;
+    p->arg = arg;
+    p->n_tasks = n;
+    atomic_store(&p->next, 0);
+    atomic_store(&p->active, p->n_started);
+    pthread_mutex_lock(&p->lock);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    run_tasks(p);
+    /* Wait for the workers to leave the region (they may still hold a task). */
+    int spins = 0;
+    while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+        if (++spins > 20000) {
+            pthread_mutex_lock(&p->lock);
+            while (atomic_load(&p->active) > 0) pthread_cond_wait(&p->done_cv, &p->lock);
+            pthread_mutex_unlock(&p->lock);
+            break;
+        }
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+    }
+    pthread_mutex_unlock(&p->region_lock);
+}
