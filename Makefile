@@ -58,7 +58,7 @@ BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bin/%)
 PUBLIC_HDRS := include/llmserve.h include/llmserve_version.h
 
-.PHONY: deps ci all lib examples test check check-exports check-headers abi-check abi-baseline \
+.PHONY: install-check deps ci all lib examples test check check-exports check-headers abi-check abi-baseline \
 	install uninstall clean fuzz run bench
 all: lib
 
@@ -166,6 +166,24 @@ fuzz:
 	build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
 		build/fuzz/corpus tests/fuzz/corpus
 
+# Installs into a scratch DESTDIR, then builds and runs a program against the
+# installed copy through pkg-config alone (dynamic and static), and uninstalls.
+install-check: lib
+	@rm -rf build/install-check && mkdir -p build/install-check
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath build/install-check) PREFIX=/usr/local >/dev/null
+	@root=$(abspath build/install-check); pc=$$root/usr/local/lib/pkgconfig; \
+	cflags=$$(PKG_CONFIG_PATH=$$pc PKG_CONFIG_SYSROOT_DIR=$$root pkg-config --cflags llmserve) && \
+	libs=$$(PKG_CONFIG_PATH=$$pc PKG_CONFIG_SYSROOT_DIR=$$root pkg-config --libs llmserve) && \
+	slibs=$$(PKG_CONFIG_PATH=$$pc PKG_CONFIG_SYSROOT_DIR=$$root pkg-config --static --libs llmserve) && \
+	printf '#include <llmserve.h>\n#include <stdio.h>\n#include <string.h>\nint main(void){printf("%%s\\n", llms_version_string());return strcmp(llms_version_string(), "%s") != 0;}\n' $(VERSION) > build/install-check/t.c && \
+	$(CC) $$cflags -o build/install-check/t build/install-check/t.c $$libs && \
+	LD_LIBRARY_PATH=$$root/usr/local/lib build/install-check/t && \
+	$(CC) $$cflags -o build/install-check/ts build/install-check/t.c -Wl,-Bstatic $$(echo $$slibs | sed 's/-lllmserve//') $$root/usr/local/lib/libllmserve.a -Wl,-Bdynamic -lopenblas -lm -lpthread && \
+	build/install-check/ts && \
+	$(MAKE) --no-print-directory uninstall DESTDIR=$$root PREFIX=/usr/local >/dev/null && \
+	left=$$(find $$root -type f -o -type l) && [ -z "$$left" ] || { echo "install-check: left behind: $$left"; exit 1; }; \
+	echo "install-check: OK (pkg-config, shared and static, uninstall clean)"
+
 clean:
 	rm -rf build lib/libllmserve.so* lib/libllmserve.a
 
@@ -188,6 +206,7 @@ deps:
 ci: deps
 	$(MAKE) check
 	$(MAKE) abi-check
+	$(MAKE) install-check
 	$(MAKE) SANITIZE=address,undefined test
 	$(MAKE) fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 CI_FUZZ_SECONDS ?= 120

@@ -3,6 +3,14 @@
  * (id, logit) pairs at every position. */
 #include "common/cli.h"
 
+/* qsort key: logits of the position being printed. */
+static const float *g_logits;
+static int by_logit_desc(const void *a, const void *b) {
+    float x = g_logits[*(const int32_t *)a], y = g_logits[*(const int32_t *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
 static void usage(const char *p) {
     fprintf(stderr, "usage: %s --model FILE --tokens ID,ID,... [--top K] [--threads N] "
                     "[--backend auto|cpu|vulkan]\n", p);
@@ -53,34 +61,28 @@ int main(int argc, char **argv) {
     if ((st = llms_session_create(m, &spar, &s))) { cli_report(argv[0], "session", st); goto out; }
     int32_t V = llms_model_n_vocab(m);
     if (top > V) top = V;
-    int32_t *best = malloc((size_t)top * sizeof *best);
-    if (!best) goto out;
+    int32_t *order = malloc((size_t)V * sizeof *order);
+    if (!order) goto out;
     float *all = malloc(n * (size_t)V * sizeof *all);
-    if (!all) { free(best); goto out; }
+    if (!all) { free(order); goto out; }
     if ((st = llms_session_feed_tokens_logits(s, ids, n, all))) {
         cli_report(argv[0], "evaluate", st);
-        free(best);
+        free(order);
         free(all);
         goto out;
     }
     printf("{\"model\": \"%s\", \"n_vocab\": %d, \"positions\": [\n", path, V);
     for (size_t i = 0; i < n; i++) {
         const float *lg = all + i * (size_t)V;
-        for (long k = 0; k < top; k++) {
-            int32_t b = -1;
-            for (int32_t t = 0; t < V; t++) {
-                int taken = 0;
-                for (long j = 0; j < k; j++) if (best[j] == t) { taken = 1; break; }
-                if (!taken && (b < 0 || lg[t] > lg[b])) b = t;
-            }
-            best[k] = b;
-        }
+        g_logits = lg;
+        for (int32_t t = 0; t < V; t++) order[t] = t;
+        qsort(order, (size_t)V, sizeof *order, by_logit_desc);
         printf("  {\"pos\": %zu, \"token\": %d, \"top\": [", i, ids[i]);
-        for (long k = 0; k < top; k++) printf("%s[%d, %.6f]", k ? ", " : "", best[k], lg[best[k]]);
+        for (long k = 0; k < top; k++) printf("%s[%d, %.6f]", k ? ", " : "", order[k], lg[order[k]]);
         printf("]}%s\n", i + 1 < n ? "," : "");
     }
     printf("]}\n");
-    free(best);
+    free(order);
     free(all);
     rc = 0;
 out:

@@ -16,8 +16,14 @@
  *                             our decode path quantizes them too (differently
  *                             blocked), so allow ~1.75x.
  *   Q4_0                0.30  README: 0.13; same reasoning as Q8_0.
- *   Q4_K_M              0.30  Q4_K/Q6_K weights against Q8_K activations in
- *                             llama.cpp; measured here well inside this.
+ *   Q4_K_M              0.40  Q4_K/Q6_K weights against Q8_K activations in
+ *                             llama.cpp (README gives no figure). Measured
+ *                             here: max 0.32, 99th percentile 0.22, mean
+ *                             signed error -0.005 over all top-10 logits:
+ *                             unbiased noise from 8-bit activations meeting
+ *                             4-bit weights (the F16 models, same graph, stay
+ *                             under 0.02). A dequantization bug would shift
+ *                             logits systematically by about their spread (3).
  * A step whose reference top-two gap is below the tolerance is a tie: only
  * the logits are compared there, not which token is best.
  */
@@ -47,7 +53,7 @@ static const golden_model MODELS[] = {
     {"rand-llama-spm-d128-q8_0", 0.30},
     {"rand-llama-spm-d128-q4_0", 0.30},
     {"rand-llama-spm-d256-f16", 0.05},
-    {"rand-llama-spm-d256-q4_k_m", 0.30},
+    {"rand-llama-spm-d256-q4_k_m", 0.40},
 };
 
 static llms_context *g_ctx;

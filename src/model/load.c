@@ -138,7 +138,9 @@ static llms_status get_weight(llms_model *m, weight *w, const char *fmt, int lay
                        "tensor '%s' has shape [%lld, %lld, %lld] but [%lld, %lld] is expected", name,
                        (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
                        (long long)cols, (long long)rows);
-    if (!quant_can_dequantize(t->type)) {
+    /* Matrices go through both paths: dequantize (prefill) and the dot
+     * kernels (decode). Q8_K dequantizes but has no dot product as a weight. */
+    if (!quant_can_dequantize(t->type) || quant_act_type(t->type) == QUANT_TYPE_NONE) {
         const char *tn = llms_type_name((int32_t)t->type);
         return err_set(LLMS_ERR_UNSUPPORTED, "tensor '%s' has unsupported type %s (%u)", name,
                        tn ? tn : "unknown", t->type);
@@ -165,8 +167,11 @@ static llms_status get_fvec(llms_model *m, fvec *v, const char *fmt, int layer, 
     if (t->n_dims != 1 || t->ne[0] != n)
         return err_set(LLMS_ERR_MODEL_TENSOR, "tensor '%s' has %lld elements but %lld are expected",
                        name, (long long)t->n_elems, (long long)n);
-    if (!quant_can_dequantize(t->type))
-        return err_set(LLMS_ERR_UNSUPPORTED, "tensor '%s' has unsupported type %u", name, t->type);
+    if (!quant_can_dequantize(t->type)) {
+        const char *tn = llms_type_name((int32_t)t->type);
+        return err_set(LLMS_ERR_UNSUPPORTED, "tensor '%s' has unsupported type %s (%u)", name,
+                       tn ? tn : "unknown", t->type);
+    }
     v->data = xmalloc_aligned(m->alloc, (size_t)n * sizeof(float), 64);
     if (!v->data) return ERR_OOM();
     v->n = n;

@@ -105,28 +105,56 @@ _Static_assert(sizeof(blk_q5_K) == 176, "q5_K");
 _Static_assert(sizeof(blk_q6_K) == 210, "q6_K");
 _Static_assert(sizeof(blk_q8_K) == 292, "q8_K");
 
-/* Unpacks the 12-byte Q4_K/Q5_K scale field into 8 scales and 8 mins:
+static inline uint32_t blk_le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void blk_put_le32(uint8_t *p, uint32_t v) {
+    for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
+}
+
+/* Unpacks the 12-byte Q4_K/Q5_K scale field into 8 scales and 8 mins, as
+ * little-endian words of four bytes (sc[0] holds sc0..3, sc[1] sc4..7):
  * bytes 0..3 hold sc0..3 (low 6 bits) and the top 2 bits of sc4..7,
  * bytes 4..7 hold mn0..3 and the top 2 bits of mn4..7, bytes 8..11 hold the
- * low nibbles of sc4..7 (low half) and mn4..7 (high half). */
+ * low nibbles of sc4..7 (low half) and mn4..7 (high half). Word-wide
+ * because the SIMD kernels need it once per super-block and can move
+ * words into vector registers without a store-to-load round trip. */
+static inline void k4_scale_words(const uint8_t s[K_SCALE_SIZE], uint32_t sc[2], uint32_t mn[2]) {
+    const uint32_t a = blk_le32(s), b = blk_le32(s + 4), c = blk_le32(s + 8);
+    sc[0] = a & 0x3F3F3F3Fu;
+    mn[0] = b & 0x3F3F3F3Fu;
+    sc[1] = (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u);
+    mn[1] = ((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u);
+}
+
 static inline void k4_unpack_scales(const uint8_t s[K_SCALE_SIZE], uint8_t sc[8], uint8_t mn[8]) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = s[j] & 63;
-        mn[j] = s[j + 4] & 63;
-        sc[j + 4] = (uint8_t)((s[j + 8] & 0xF) | ((s[j] >> 6) << 4));
-        mn[j + 4] = (uint8_t)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
+    uint32_t ws[2], wm[2];
+    k4_scale_words(s, ws, wm);
+    for (int k = 0; k < 2; k++) {
+        blk_put_le32(sc + 4 * k, ws[k]);
+        blk_put_le32(mn + 4 * k, wm[k]);
     }
 }
 
-/* Unpacks the 12-byte Q3_K scale field into 16 signed scales (-32..31):
- * low nibbles of scale i are in byte i (i < 8) or the high nibble of byte
- * i - 8; its top 2 bits are bits 2(i/4).. of byte 8 + i % 4. */
+/* Unpacks the 12-byte Q3_K scale field into 16 scales stored + 32 (0..63),
+ * as four little-endian words: the low nibble of scale i is in byte i
+ * (i < 8) or the high nibble of byte i - 8; its top 2 bits are bits
+ * 2(i/4).. of byte 8 + i % 4. */
+static inline void k3_scale_words(const uint8_t s[12], uint32_t u[4]) {
+    const uint32_t a = blk_le32(s), b = blk_le32(s + 4), c = blk_le32(s + 8);
+    const uint32_t lo4 = 0x0F0F0F0Fu, hi2 = 0x03030303u;
+    u[0] = (a & lo4) | (c & hi2) << 4;
+    u[1] = (b & lo4) | ((c >> 2) & hi2) << 4;
+    u[2] = ((a >> 4) & lo4) | ((c >> 4) & hi2) << 4;
+    u[3] = ((b >> 4) & lo4) | ((c >> 6) & hi2) << 4;
+}
+
+/* The same as signed scales (-32..31). */
 static inline void k3_unpack_scales(const uint8_t s[12], int8_t sc[16]) {
-    for (int i = 0; i < 16; i++) {
-        int lo = i < 8 ? (s[i] & 0xF) : (s[i - 8] >> 4);
-        int hi = (s[8 + (i & 3)] >> (2 * (i >> 2))) & 3;
-        sc[i] = (int8_t)((lo | (hi << 4)) - 32);
-    }
+    uint32_t u[4];
+    k3_scale_words(s, u);
+    for (int i = 0; i < 16; i++) sc[i] = (int8_t)((int)((u[i / 4] >> (8 * (i % 4))) & 0xFF) - 32);
 }
 
 #endif

@@ -9,11 +9,11 @@
  * or read from Q8_K's bsums). The float formats accumulate in eight float
  * lanes so compilers can vectorize the loop without reassociation flags.
  */
-#include <stdatomic.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "blocks.h"
-#include "dot_impl.h"
+#include "kernels.h"
 #include "half.h"
 #include "llmserve.h"
 #include "quant.h"
@@ -22,15 +22,24 @@
 
 #define F_LANES 8
 
+/* Weights are read with memcpy: a GGUF file may place a tensor at any
+ * offset (general.alignment can be 1), so even F32 rows may be unaligned. */
+static inline float load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 static void dot_f32(int64_t n, const void *w, const void *a, float *out) {
-    const float *x = w, *y = a;
+    const uint8_t *x = w;
+    const float *y = a;
     float acc[F_LANES] = {0};
     int64_t i = 0;
     for (; i + F_LANES <= n; i += F_LANES)
-        for (int k = 0; k < F_LANES; k++) acc[k] += x[i + k] * y[i + k];
+        for (int k = 0; k < F_LANES; k++) acc[k] += load_f32(x + 4 * (i + k)) * y[i + k];
     float s = 0.0f;
     for (int k = 0; k < F_LANES; k++) s += acc[k];
-    for (; i < n; i++) s += x[i] * y[i];
+    for (; i < n; i++) s += load_f32(x + 4 * i) * y[i];
     *out = s;
 }
 
@@ -177,8 +186,10 @@ static void dot_q2_K(int64_t n, const void *w, const void *a, float *out) {
     float s = 0.0f;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int8_t q[QK_K];
-        for (int e = 0; e < QK_K; e++)
-            q[e] = (int8_t)((x[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3);
+        for (int h = 0; h < 2; h++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++)
+                    q[128 * h + 32 * j + l] = (int8_t)((x[i].qs[32 * h + l] >> (2 * j)) & 3);
         int isum = 0, msum = 0;
         for (int g = 0; g < 16; g++) {
             isum += (x[i].scales[g] & 0xF) * dot16(q + 16 * g, y[i].qs + 16 * g);
@@ -196,12 +207,13 @@ static void dot_q3_K(int64_t n, const void *w, const void *a, float *out) {
     for (int64_t i = 0; i < n / QK_K; i++) {
         int8_t q[QK_K], sc[16];
         k3_unpack_scales(x[i].scales, sc);
-        for (int e = 0; e < QK_K; e++) {
-            const int h = e / 128, j = (e % 128) / 32, l = e % 32;
-            const int lo = (x[i].qs[32 * h + l] >> (2 * j)) & 3;
-            const int hi = (x[i].hmask[l] >> (4 * h + j)) & 1;
-            q[e] = (int8_t)(lo + 4 * hi - 4);
-        }
+        for (int h = 0; h < 2; h++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++) {
+                    const int lo = (x[i].qs[32 * h + l] >> (2 * j)) & 3;
+                    const int hi = (x[i].hmask[l] >> (4 * h + j)) & 1;
+                    q[128 * h + 32 * j + l] = (int8_t)(lo + 4 * hi - 4);
+                }
         int isum = 0;
         for (int g = 0; g < 16; g++) isum += sc[g] * dot16(q + 16 * g, y[i].qs + 16 * g);
         s += y[i].d * half_to_f32(x[i].d) * (float)isum;
@@ -262,11 +274,15 @@ static void dot_q6_K(int64_t n, const void *w, const void *a, float *out) {
     float s = 0.0f;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int8_t q[QK_K];
-        for (int e = 0; e < QK_K; e++) {
-            const int h = e / 128, g = (e % 128) / 32, l = e % 32;
-            const int lo = (x[i].ql[64 * h + 32 * (g & 1) + l] >> (g < 2 ? 0 : 4)) & 0xF;
-            const int hi = (x[i].qh[32 * h + l] >> (2 * g)) & 3;
-            q[e] = (int8_t)((lo | hi << 4) - 32);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+            int8_t *qq = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                qq[l] = (int8_t)(((ql[l] & 0xF) | (qh[l] & 3) << 4) - 32);
+                qq[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32);
+                qq[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
+                qq[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
+            }
         }
         int isum = 0;
         for (int g = 0; g < 16; g++) isum += x[i].scales[g] * dot16(q + 16 * g, y[i].qs + 16 * g);
@@ -296,32 +312,15 @@ uint32_t quant_act_type(uint32_t wtype) {
     }
 }
 
-const quant_dot_table quant_dot_scalar = {
-    .f32 = dot_f32, .f16 = dot_f16, .bf16 = dot_bf16,
-    .q4_0 = dot_q4_0, .q4_1 = dot_q4_1, .q5_0 = dot_q5_0, .q5_1 = dot_q5_1, .q8_0 = dot_q8_0,
-    .q2_K = dot_q2_K, .q3_K = dot_q3_K, .q4_K = dot_q4_K, .q5_K = dot_q5_K, .q6_K = dot_q6_K,
-};
+const quant_dot_table quant_dot_scalar = {{
+    [LLMS_TYPE_F32] = dot_f32, [LLMS_TYPE_F16] = dot_f16, [LLMS_TYPE_BF16] = dot_bf16,
+    [LLMS_TYPE_Q4_0] = dot_q4_0, [LLMS_TYPE_Q4_1] = dot_q4_1, [LLMS_TYPE_Q5_0] = dot_q5_0,
+    [LLMS_TYPE_Q5_1] = dot_q5_1, [LLMS_TYPE_Q8_0] = dot_q8_0, [LLMS_TYPE_Q2_K] = dot_q2_K,
+    [LLMS_TYPE_Q3_K] = dot_q3_K, [LLMS_TYPE_Q4_K] = dot_q4_K, [LLMS_TYPE_Q5_K] = dot_q5_K,
+    [LLMS_TYPE_Q6_K] = dot_q6_K,
+}};
 
-static quant_dot_fn table_get(const quant_dot_table *t, uint32_t wtype) {
-    switch (wtype) {
-    case LLMS_TYPE_F32: return t->f32;
-    case LLMS_TYPE_F16: return t->f16;
-    case LLMS_TYPE_BF16: return t->bf16;
-    case LLMS_TYPE_Q4_0: return t->q4_0;
-    case LLMS_TYPE_Q4_1: return t->q4_1;
-    case LLMS_TYPE_Q5_0: return t->q5_0;
-    case LLMS_TYPE_Q5_1: return t->q5_1;
-    case LLMS_TYPE_Q8_0: return t->q8_0;
-    case LLMS_TYPE_Q2_K: return t->q2_K;
-    case LLMS_TYPE_Q3_K: return t->q3_K;
-    case LLMS_TYPE_Q4_K: return t->q4_K;
-    case LLMS_TYPE_Q5_K: return t->q5_K;
-    case LLMS_TYPE_Q6_K: return t->q6_K;
-    default: return NULL;
-    }
-}
-
-static const quant_dot_table *isa_table(int isa) {
+static const quant_dot_table *dot_table(int isa) {
     switch (isa) {
     case QUANT_ISA_SCALAR: return &quant_dot_scalar;
 #if QUANT_HAVE_X86
@@ -332,31 +331,31 @@ static const quant_dot_table *isa_table(int isa) {
     }
 }
 
-int quant_isa_available(int isa) {
-    if (isa == QUANT_ISA_SCALAR) return 1;
+/* CPU detection runs once (CPUID is slow, and traps in virtual machines);
+ * afterwards the dispatch is a table lookup. */
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+static int isa_ok[QUANT_ISA_COUNT];
+static int isa_top;
+
+static void detect(void) {
+    isa_ok[QUANT_ISA_SCALAR] = 1;
 #if QUANT_HAVE_X86
-    if (isa == QUANT_ISA_AVX2) return quant_cpu_has_avx2();
-    if (isa == QUANT_ISA_AVX512) return quant_cpu_has_avx2() && quant_cpu_has_avx512vnni();
+    isa_ok[QUANT_ISA_AVX2] = quant_cpu_has_avx2();
+    isa_ok[QUANT_ISA_AVX512] = isa_ok[QUANT_ISA_AVX2] && quant_cpu_has_avx512vnni();
 #endif
-    return 0;
+    for (int isa = 0; isa < QUANT_ISA_COUNT; isa++)
+        if (isa_ok[isa]) isa_top = isa;
 }
 
-/* Cached best level: -1 until first use. Detection is idempotent, so a
- * race between threads only repeats it; relaxed atomics keep that defined. */
-static _Atomic int best_isa = -1;
+int quant_isa_available(int isa) {
+    if (isa < 0 || isa >= QUANT_ISA_COUNT) return 0;
+    pthread_once(&detect_once, detect);
+    return isa_ok[isa];
+}
 
 int quant_isa_best(void) {
-    int b = atomic_load_explicit(&best_isa, memory_order_relaxed);
-    if (b < 0) {
-        b = QUANT_ISA_SCALAR;
-        for (int isa = QUANT_ISA_COUNT - 1; isa > QUANT_ISA_SCALAR; isa--)
-            if (quant_isa_available(isa)) {
-                b = isa;
-                break;
-            }
-        atomic_store_explicit(&best_isa, b, memory_order_relaxed);
-    }
-    return b;
+    pthread_once(&detect_once, detect);
+    return isa_top;
 }
 
 const char *quant_isa_name(int isa) {
@@ -369,12 +368,11 @@ const char *quant_isa_name(int isa) {
 }
 
 quant_dot_fn quant_vec_dot_get(uint32_t wtype, int isa) {
-    if (isa < 0 || isa >= QUANT_ISA_COUNT || !quant_isa_available(isa)) return NULL;
+    if (wtype >= QUANT_TYPE_SLOTS || !quant_isa_available(isa)) return NULL;
     /* A level without its own kernel for the type falls back downwards. */
     for (int l = isa; l >= QUANT_ISA_SCALAR; l--) {
-        const quant_dot_table *t = isa_table(l);
-        quant_dot_fn f = t ? table_get(t, wtype) : NULL;
-        if (f) return f;
+        const quant_dot_table *t = dot_table(l);
+        if (t && t->fn[wtype]) return t->fn[wtype];
     }
     return NULL;
 }

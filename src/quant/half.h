@@ -27,8 +27,9 @@ static inline float half_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1Fu;
     uint32_t man = h & 0x3FFu;
-    if (exp == 0x1F) /* inf keeps a zero mantissa, NaN keeps its payload */
-        return half_bits_f32(sign | 0x7F800000u | (man << 13));
+    if (exp == 0x1F) /* inf; NaN keeps its payload and is made quiet, as
+                      * vcvtph2ps does, so scalar and SIMD agree bit for bit */
+        return half_bits_f32(sign | 0x7F800000u | (man << 13) | (man ? 0x400000u : 0u));
     if (exp == 0) {
         /* Zero or subnormal: man * 2^-24 is exact in binary32. */
         float v = (float)man * 0x1p-24f;

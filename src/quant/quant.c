@@ -1,17 +1,28 @@
 /*
- * Reference (scalar) dequantization of every weight type, and the public
- * half/bfloat16 conversions. These are the definitions the SIMD kernels and
- * the tests measure against, so they follow the layouts in blocks.h
- * literally and favour clarity over speed. The per-element float
+ * Reference (scalar) dequantization of every weight type, its dispatch,
+ * and the public half/bfloat16 conversions. These are the definitions the
+ * SIMD kernels and the tests measure against, so they follow the layouts in
+ * blocks.h literally and favour clarity over speed. The per-element float
  * expressions use the same operation order as ggml (scale products first),
- * so values match ggml's dequantization bit for bit.
+ * so values match ggml's dequantization bit for bit, and the SIMD versions
+ * repeat exactly these operations.
  */
+/* The scalar and SIMD dequantizers promise bit-identical results, so a
+ * multiply followed by an add must never become one fused operation, even
+ * when the library is built with -march=native or in GNU C mode. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include "quant.h"
 
 #include <string.h>
 
 #include "blocks.h"
 #include "half.h"
+#include "kernels.h"
 #include "llmserve.h"
 
 float fp16_to_fp32(uint16_t h) { return half_to_f32(h); }
@@ -206,31 +217,36 @@ static void deq_q8_K(const void *src, float *y, int64_t n) {
         for (int j = 0; j < QK_K; j++) y[j] = b[i].d * (float)b[i].qs[j];
 }
 
-typedef void (*deq_fn)(const void *src, float *dst, int64_t n);
+const quant_deq_table quant_deq_scalar = {{
+    [LLMS_TYPE_F32] = deq_f32, [LLMS_TYPE_F16] = deq_f16, [LLMS_TYPE_BF16] = deq_bf16,
+    [LLMS_TYPE_Q4_0] = deq_q4_0, [LLMS_TYPE_Q4_1] = deq_q4_1, [LLMS_TYPE_Q5_0] = deq_q5_0,
+    [LLMS_TYPE_Q5_1] = deq_q5_1, [LLMS_TYPE_Q8_0] = deq_q8_0, [LLMS_TYPE_Q2_K] = deq_q2_K,
+    [LLMS_TYPE_Q3_K] = deq_q3_K, [LLMS_TYPE_Q4_K] = deq_q4_K, [LLMS_TYPE_Q5_K] = deq_q5_K,
+    [LLMS_TYPE_Q6_K] = deq_q6_K, [LLMS_TYPE_Q8_K] = deq_q8_K,
+}};
 
-static deq_fn deq_for(uint32_t type) {
-    switch (type) {
-    case LLMS_TYPE_F32: return deq_f32;
-    case LLMS_TYPE_F16: return deq_f16;
-    case LLMS_TYPE_BF16: return deq_bf16;
-    case LLMS_TYPE_Q4_0: return deq_q4_0;
-    case LLMS_TYPE_Q4_1: return deq_q4_1;
-    case LLMS_TYPE_Q5_0: return deq_q5_0;
-    case LLMS_TYPE_Q5_1: return deq_q5_1;
-    case LLMS_TYPE_Q8_0: return deq_q8_0;
-    case LLMS_TYPE_Q2_K: return deq_q2_K;
-    case LLMS_TYPE_Q3_K: return deq_q3_K;
-    case LLMS_TYPE_Q4_K: return deq_q4_K;
-    case LLMS_TYPE_Q5_K: return deq_q5_K;
-    case LLMS_TYPE_Q6_K: return deq_q6_K;
-    case LLMS_TYPE_Q8_K: return deq_q8_K;
+static const quant_deq_table *deq_table(int isa) {
+    switch (isa) {
+    case QUANT_ISA_SCALAR: return &quant_deq_scalar;
+#if QUANT_HAVE_X86
+    case QUANT_ISA_AVX2: return &quant_deq_avx2;
+#endif
     default: return NULL;
     }
 }
 
-int quant_can_dequantize(uint32_t type) { return deq_for(type) != NULL; }
+quant_deq_fn quant_dequantize_get(uint32_t type, int isa) {
+    if (type >= QUANT_TYPE_SLOTS || !quant_isa_available(isa)) return NULL;
+    for (int l = isa; l >= QUANT_ISA_SCALAR; l--) {
+        const quant_deq_table *t = deq_table(l);
+        if (t && t->fn[type]) return t->fn[type];
+    }
+    return NULL;
+}
+
+int quant_can_dequantize(uint32_t type) { return type < QUANT_TYPE_SLOTS && quant_deq_scalar.fn[type] != NULL; }
 
 void quant_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
-    deq_fn f = deq_for(type);
+    quant_deq_fn f = quant_dequantize_get(type, quant_isa_best());
     if (f && n > 0) f(src, dst, n);
 }

@@ -1,7 +1,14 @@
 /*
- * Quantized weight formats: reference (scalar) dequantization and
- * quantization for every supported type, bit-exact with the GGUF block
- * layouts. Fast SIMD kernels live beside these and are tested against them.
+ * Quantized weight formats: dequantization and quantization for every
+ * supported type, bit-exact with the GGUF block layouts, and the dot
+ * products of the matrix-vector path. Each operation has a scalar
+ * reference; SIMD kernels (chosen at run time from what the CPU supports)
+ * live beside it and are tested against it.
+ *
+ * Threads: every function may be called from any thread at any time (the
+ * one-time CPU detection is guarded by pthread_once). Nothing allocates,
+ * fails or prints; rows must be whole blocks and buffers large enough
+ * (type_row_bytes), which callers check when they validate tensors.
  */
 #ifndef LLMS_QUANT_H
 #define LLMS_QUANT_H
@@ -21,13 +28,19 @@ uint16_t fp32_to_bf16(float f);
  * Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, and the Q8_K activation format). */
 int quant_can_dequantize(uint32_t type);
 
-/* Dequantize n elements (n a multiple of the block size) from src. */
+/* Dequantize n elements (n a multiple of the block size) from src (any
+ * alignment). Uses the fastest kernel the CPU runs; every kernel gives
+ * bit-identical results (same float operations in the same order, no fused
+ * multiply-add; a NaN scale gives NaN), so the output never depends on the
+ * machine. */
 void quant_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 
 /* 1 if quant_quantize_row supports the type. */
 int quant_can_quantize(uint32_t type);
 
-/* Quantize n elements (n a multiple of the block size) into dst. */
+/* Quantize n elements (n a multiple of the block size) into dst. The
+ * activation formats (Q8_0, Q8_K) have SIMD versions, bit-identical to the
+ * scalar reference; the others are scalar (used offline and in tests). */
 void quant_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 
 /* ---- Dot products for the matrix-vector path ------------------------- */
@@ -73,6 +86,18 @@ const char *quant_isa_name(int isa);
 /* The dot kernel for a weight type at a level (for tests and benchmarks),
  * or NULL if the type has no dot product or the level is not available. */
 quant_dot_fn quant_vec_dot_get(uint32_t wtype, int isa);
+
+typedef void (*quant_deq_fn)(const void *src, float *dst, int64_t n);
+/* The dequantization kernel for a type at a level (for tests and
+ * benchmarks), or NULL if the type cannot be dequantized or the level is
+ * not available. */
+quant_deq_fn quant_dequantize_get(uint32_t type, int isa);
+
+typedef void (*quant_q_fn)(const float *src, void *dst, int64_t n);
+/* The quantization kernel for a type at a level (for tests and
+ * benchmarks), or NULL as for quant_dequantize_get. */
+quant_q_fn quant_quantize_get(uint32_t type, int isa);
+
 /* The kernel quant_vec_dot would call: fetch it once per matrix and call it
  * per row to skip the dispatch. NULL for an unsupported type. */
 quant_dot_fn quant_vec_dot_fn(uint32_t wtype);

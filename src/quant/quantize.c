@@ -19,6 +19,7 @@
 
 #include "blocks.h"
 #include "half.h"
+#include "kernels.h"
 #include "llmserve.h"
 #include "quant.h"
 
@@ -451,31 +452,36 @@ static void q_q8_K(const float *x, void *dst, int64_t n) {
     }
 }
 
-typedef void (*q_fn)(const float *src, void *dst, int64_t n);
+const quant_q_table quant_q_scalar = {{
+    [LLMS_TYPE_F32] = q_f32, [LLMS_TYPE_F16] = q_f16, [LLMS_TYPE_BF16] = q_bf16,
+    [LLMS_TYPE_Q4_0] = q_q4_0, [LLMS_TYPE_Q4_1] = q_q4_1, [LLMS_TYPE_Q5_0] = q_q5_0,
+    [LLMS_TYPE_Q5_1] = q_q5_1, [LLMS_TYPE_Q8_0] = q_q8_0, [LLMS_TYPE_Q2_K] = q_q2_K,
+    [LLMS_TYPE_Q3_K] = q_q3_K, [LLMS_TYPE_Q4_K] = q_q4_K, [LLMS_TYPE_Q5_K] = q_q5_K,
+    [LLMS_TYPE_Q6_K] = q_q6_K, [LLMS_TYPE_Q8_K] = q_q8_K,
+}};
 
-static q_fn q_for(uint32_t type) {
-    switch (type) {
-    case LLMS_TYPE_F32: return q_f32;
-    case LLMS_TYPE_F16: return q_f16;
-    case LLMS_TYPE_BF16: return q_bf16;
-    case LLMS_TYPE_Q4_0: return q_q4_0;
-    case LLMS_TYPE_Q4_1: return q_q4_1;
-    case LLMS_TYPE_Q5_0: return q_q5_0;
-    case LLMS_TYPE_Q5_1: return q_q5_1;
-    case LLMS_TYPE_Q8_0: return q_q8_0;
-    case LLMS_TYPE_Q2_K: return q_q2_K;
-    case LLMS_TYPE_Q3_K: return q_q3_K;
-    case LLMS_TYPE_Q4_K: return q_q4_K;
-    case LLMS_TYPE_Q5_K: return q_q5_K;
-    case LLMS_TYPE_Q6_K: return q_q6_K;
-    case LLMS_TYPE_Q8_K: return q_q8_K;
+static const quant_q_table *q_table(int isa) {
+    switch (isa) {
+    case QUANT_ISA_SCALAR: return &quant_q_scalar;
+#if QUANT_HAVE_X86
+    case QUANT_ISA_AVX2: return &quant_q_avx2;
+#endif
     default: return NULL;
     }
 }
 
-int quant_can_quantize(uint32_t type) { return q_for(type) != NULL; }
+quant_q_fn quant_quantize_get(uint32_t type, int isa) {
+    if (type >= QUANT_TYPE_SLOTS || !quant_isa_available(isa)) return NULL;
+    for (int l = isa; l >= QUANT_ISA_SCALAR; l--) {
+        const quant_q_table *t = q_table(l);
+        if (t && t->fn[type]) return t->fn[type];
+    }
+    return NULL;
+}
+
+int quant_can_quantize(uint32_t type) { return type < QUANT_TYPE_SLOTS && quant_q_scalar.fn[type] != NULL; }
 
 void quant_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
-    q_fn f = q_for(type);
+    quant_q_fn f = quant_quantize_get(type, quant_isa_best());
     if (f && n > 0) f(src, dst, n);
 }

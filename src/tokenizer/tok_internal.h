@@ -118,13 +118,17 @@ enum { SCR_CPS, SCR_OFFS, SCR_BOUNDS_A, SCR_BOUNDS_B, SCR_SYMS, SCR_HEAP, SCR_TE
 
 /* Buffer `which` with room for n elements of `size` bytes (grown as needed;
  * contents are not preserved). NULL on overflow or allocation failure. */
-void *scratch_get(tok_scratch *s, int which, size_t n, size_t size);
-void scratch_free(tok_scratch *s);
+void *tok_scratch_get(tok_scratch *s, int which, size_t n, size_t size);
+/* The same, keeping the contents (for buffers that grow while in use). */
+void *tok_scratch_grow(tok_scratch *s, int which, size_t n, size_t size);
+void tok_scratch_free(tok_scratch *s);
 
 /* Append one token to `out`. */
-llms_status vec_push(const lalloc *a, tok_vec *out, int32_t id);
+llms_status tok_vec_push(const lalloc *a, tok_vec *out, int32_t id);
 
 uint32_t tok_hash(const char *s, size_t n);
+/* The two values stored under k, or NULL. */
+int32_t *tok_u64map_get(const u64map *m, uint64_t k);
 /* Token whose key is exactly s[0..n), or -1. */
 int32_t tok_key_lookup(const tokenizer *t, const char *s, size_t n);
 
@@ -135,19 +139,25 @@ typedef struct heap_entry {
     uint32_t size;       /* bytes of left + right when pushed: a stale entry no longer matches */
 } heap_entry;
 
-void heap_push(heap_entry *h, size_t *n, heap_entry e);
-heap_entry heap_pop(heap_entry *h, size_t *n);
+void tok_heap_push(heap_entry *h, size_t *n, heap_entry e);
+heap_entry tok_heap_pop(heap_entry *h, size_t *n);
 
 /* SentencePiece BPE over already-escaped text (spaces are U+2581). */
-llms_status spm_encode(const tokenizer *t, tok_scratch *s, const char *text, size_t len,
-                       tok_vec *out);
+llms_status tok_spm_encode(const tokenizer *t, tok_scratch *s, const char *text, size_t len,
+                           tok_vec *out);
+
+/* Pre-tokenize text with the rules of `pre` (enum tok_pre): *ends receives
+ * the byte offset just past each word (in scratch memory, valid until the
+ * next use of `s`). */
+llms_status tok_bpe_split(int pre, tok_scratch *s, const char *text, size_t len,
+                          const size_t **ends, size_t *n_words);
 
 /* Byte-level BPE of raw text: pre-tokenize, then merge each word. */
-llms_status bpe_encode(const tokenizer *t, tok_scratch *s, const char *text, size_t len,
-                       tok_vec *out);
+llms_status tok_bpe_encode(const tokenizer *t, tok_scratch *s, const char *text, size_t len,
+                           tok_vec *out);
 
 /* Map a tokenizer.ggml.pre name to enum tok_pre; -1 if unknown. Sets
  * *llama3_defaults for the llama3 family (ignore merges, add BOS). */
-int bpe_pre_from_name(const char *name, int *llama3_defaults);
+int tok_bpe_pre_from_name(const char *name, int *llama3_defaults);
 
 #endif

@@ -44,12 +44,4 @@ int uni_in_ranges(const uint32_t (*ranges)[2], size_t n, uint32_t cp);
  * other byte decodes alone as U+FFFD. Returns the number of bytes used. */
 size_t uni_decode(const unsigned char *s, size_t n, uint32_t *cp);
 
-/* Length of the UTF-8 sequence a lead byte announces, from its high nibble
- * (1 for ASCII and stray continuation bytes). Used to cut text into
- * symbols without validating it. */
-static inline size_t uni_len_utf8(unsigned char c) {
-    static const unsigned char lens[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
-    return lens[c >> 4];
-}
-
 #endif

@@ -21,6 +21,7 @@ void cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, float ep
 
 typedef struct matvec_job {
     const weight *w;
+    quant_dot_fn dot;       /* the best kernel for w->type, looked up once */
     const void *act;        /* x quantized to the dot kernel's activation type */
     const float *xf;
     float *y;
@@ -39,7 +40,7 @@ static void matvec_task(void *arg, int64_t task, int64_t n_tasks) {
         const void *act = (const char *)j->act + (size_t)t * j->act_row_bytes;
         float *y = j->y + t * w->rows;
         for (int64_t r = r0; r < r1; r++)
-            quant_vec_dot(w->type, w->cols, w->data + (uint64_t)r * w->row_bytes, act, &y[r]);
+            j->dot(w->cols, w->data + (uint64_t)r * w->row_bytes, act, &y[r]);
     }
 }
 
@@ -62,6 +63,7 @@ static llms_status matvec(threadpool *pool, const lalloc *a, const weight *w, co
     uint32_t at = quant_act_type(w->type);
     matvec_job j = {0};
     j.w = w;
+    j.dot = quant_vec_dot_fn(w->type);
     j.y = y;
     j.n_tok = n;
     j.act_type = at;
