@@ -41,6 +41,8 @@ LDFLAGS := $(SANFLAGS)
 
 SRCS := $(sort $(wildcard src/*/*.c src/*/*/*.c))
 OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
+# The installable libraries are always built without sanitizers.
+LIB_OBJS := $(SRCS:%.c=build/obj/%.o)
 DEPS := $(OBJS:.o=.d)
 GEN_HDRS :=
 
@@ -64,15 +66,21 @@ all: lib
 
 lib: $(SHLIB) lib/$(SONAME) lib/libllmserve.so $(STLIB)
 
+build/obj/%.o: %.c $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
+
+ifneq ($(SANITIZE),)
 $(BUILD)/obj/%.o: %.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+endif
 
--include $(DEPS)
+-include $(DEPS) $(LIB_OBJS:.o=.d)
 
-$(SHLIB): $(OBJS) $(MAPFILE)
+$(SHLIB): $(LIB_OBJS) $(MAPFILE)
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(MAPFILE) -Wl,-z,defs \
-		$(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+		-o $@ $(LIB_OBJS) $(LIBS)
 
 lib/$(SONAME): $(SHLIB)
 	ln -sf $(notdir $(SHLIB)) $@
@@ -81,11 +89,11 @@ lib/libllmserve.so: lib/$(SONAME)
 
 # The static library is one relocatable object with the hidden symbols made
 # local, so internal names cannot clash with the host's.
-$(STLIB): $(OBJS)
-	@mkdir -p $(BUILD)
-	ld -r -o $(BUILD)/llmserve_all.o $(OBJS)
-	objcopy --localize-hidden $(BUILD)/llmserve_all.o
-	rm -f $@ && ar rcs $@ $(BUILD)/llmserve_all.o
+$(STLIB): $(LIB_OBJS)
+	@mkdir -p build
+	ld -r -o build/llmserve_all.o $(LIB_OBJS)
+	objcopy --localize-hidden build/llmserve_all.o
+	rm -f $@ && ar rcs $@ build/llmserve_all.o
 
 # Examples use only the public API, through the shared library.
 # Benchmarks (bench/) build the same way, into the same folder.
@@ -122,7 +130,7 @@ check-exports: $(SHLIB)
 check-headers:
 	@mkdir -p $(BUILD)/hdr
 	@for h in $(PUBLIC_HDRS); do \
-		printf '#include "%s"\n' $$(basename $$h) > $(BUILD)/hdr/one.c; \
+		printf '#include "%s"\nint llms_header_check;\n' $$(basename $$h) > $(BUILD)/hdr/one.c; \
 		cp $(BUILD)/hdr/one.c $(BUILD)/hdr/one.cpp; \
 		$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -Iinclude -c $(BUILD)/hdr/one.c -o /dev/null || exit 1; \
 		$(CXX) -std=c++11 -Wall -Wextra -Werror -Iinclude -c $(BUILD)/hdr/one.cpp -o /dev/null || exit 1; \
@@ -137,7 +145,7 @@ abi-check: $(SHLIB)
 # Regenerate the baseline (only together with a soname major bump, or for
 # compatible additions).
 abi-baseline: $(SHLIB)
-	abidw --no-corpus-path --headers-dir include --out-file $(ABI_BASELINE) $(SHLIB)
+	abidw --no-corpus-path --drop-private-types --headers-dir include --out-file $(ABI_BASELINE) $(SHLIB)
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
@@ -181,7 +189,7 @@ install-check: lib
 	$(CC) $$cflags -o build/install-check/ts build/install-check/t.c -Wl,-Bstatic $$(echo $$slibs | sed 's/-lllmserve//') $$root/usr/local/lib/libllmserve.a -Wl,-Bdynamic -lopenblas -lm -lpthread && \
 	build/install-check/ts && \
 	$(MAKE) --no-print-directory uninstall DESTDIR=$$root PREFIX=/usr/local >/dev/null && \
-	left=$$(find $$root -type f -o -type l) && [ -z "$$left" ] || { echo "install-check: left behind: $$left"; exit 1; }; \
+	left=$$(find $$root/usr \( -type f -o -type l \)) && [ -z "$$left" ] || { echo "install-check: left behind: $$left"; exit 1; }; \
 	echo "install-check: OK (pkg-config, shared and static, uninstall clean)"
 
 clean:

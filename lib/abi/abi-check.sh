@@ -10,7 +10,7 @@ command -v abidw >/dev/null || { echo "abi-check: abidw not found (Debian packag
 [ -f "$baseline" ] || { echo "abi-check: no baseline $baseline (run make abi-baseline)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-abidw --no-corpus-path --headers-dir include --out-file "$tmp/current.abi" "$lib"
+abidw --no-corpus-path --drop-private-types --headers-dir include --out-file "$tmp/current.abi" "$lib"
 
 base_soname=$(sed -n 's/.*soname=.\([^"'\'']*\).*/\1/p' "$baseline" | head -n 1)
 cur_soname=$(sed -n 's/.*soname=.\([^"'\'']*\).*/\1/p' "$tmp/current.abi" | head -n 1)
