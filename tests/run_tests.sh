@@ -6,7 +6,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for t in "$@"; do
     echo "=== $t"
-    "$t" > "$log" 2>&1
+    # A hang (a deadlock, say) fails the program instead of stalling CI.
+    timeout "${LLMS_TEST_TIMEOUT:-900}" "$t" > "$log" 2>&1
     rc=$?
     cat "$log"
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)

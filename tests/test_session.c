@@ -241,6 +241,32 @@ static void test_min_tokens_and_eog(void **state) {
     llms_session_destroy(s);
 }
 
+/* A huge presence penalty over the whole context forbids any token that
+ * already occurred, prompt included: no repeats in the output. */
+static void test_presence_penalty(void **state) {
+    (void)state;
+    NEED_MODEL();
+    llms_sampling_params p = greedy(40);
+    gen_out plain, pen;
+    llms_session *s = new_session("The robot", 0, 0);
+    generate(s, &p, &plain);
+    llms_session_destroy(s);
+    p.presence_penalty = 1000;
+    p.penalty_last_n = -1;
+    s = new_session("The robot", 0, 0);
+    uint32_t n_prompt = llms_session_n_tokens(s);
+    generate(s, &p, &pen);
+    const int32_t *all = llms_session_tokens(s);
+    for (uint32_t i = 0; i < pen.n_tokens; i++)
+        for (uint32_t j = 0; j < n_prompt + i; j++) assert_int_not_equal(all[j], pen.tokens[i]);
+    llms_session_destroy(s);
+    /* The plain greedy text does repeat tokens (so the check above bites). */
+    int repeats = 0;
+    for (uint32_t i = 0; i < plain.n_tokens; i++)
+        for (uint32_t j = 0; j < i; j++) repeats += plain.tokens[i] == plain.tokens[j];
+    assert_true(repeats > 0);
+}
+
 static void test_fork_truncate_reset(void **state) {
     (void)state;
     NEED_MODEL();
@@ -410,6 +436,7 @@ int main(void) {
         cmocka_unit_test(test_stop_string),
         cmocka_unit_test(test_logit_bias_and_logprobs),
         cmocka_unit_test(test_min_tokens_and_eog),
+        cmocka_unit_test(test_presence_penalty),
         cmocka_unit_test(test_fork_truncate_reset),
         cmocka_unit_test(test_context_full_and_shift),
         cmocka_unit_test(test_bad_input),

@@ -41,7 +41,10 @@ static uint64_t now_ns(void) {
 
 static void *worker_main(void *arg) {
     threadpool *p = arg;
-    unsigned seen = atomic_load(&p->generation);
+    /* Generation 0 is the state at creation. A worker that starts only after
+     * the first region was issued must still take part in it (the caller
+     * waits for every worker), so it must not start from the current value. */
+    unsigned seen = 0;
     for (;;) {
         /* Spin for a short while: the next region usually follows at once. */
         uint64_t t0 = now_ns();

@@ -1,0 +1,149 @@
+/*
+ * Core: the thread pool (every task exactly once, regions issued before the
+ * workers have even started, many short regions in a row), the context's
+ * parameters, and the log callback (silent by default, never sees prompt or
+ * output text unless the host opts in).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmserve.h"
+#include "core/threadpool.h"
+#include "support/fixtures.h"
+
+typedef struct count_job {
+    atomic_int *hits;
+} count_job;
+
+static void count_task(void *arg, int64_t i, int64_t n) {
+    (void)n;
+    count_job *j = arg;
+    atomic_fetch_add(&j->hits[i], 1);
+}
+
+static void test_pool_each_task_once(void **state) {
+    (void)state;
+    for (int threads = 1; threads <= 4; threads++) {
+        /* Create and use at once, many times: workers may not have started. */
+        for (int rep = 0; rep < 50; rep++) {
+            threadpool *p;
+            assert_int_equal(pool_create(&lalloc_libc, threads, &p), LLMS_OK);
+            atomic_int hits[97];
+            for (int i = 0; i < 97; i++) atomic_init(&hits[i], 0);
+            count_job j = {hits};
+            pool_run(p, 97, count_task, &j);
+            for (int i = 0; i < 97; i++) assert_int_equal(atomic_load(&hits[i]), 1);
+            pool_destroy(p);
+        }
+        /* Thousands of short regions back to back, as decode issues them. */
+        threadpool *p;
+        assert_int_equal(pool_create(&lalloc_libc, threads, &p), LLMS_OK);
+        atomic_int hits[7];
+        for (int r = 0; r < 5000; r++) {
+            int n = 1 + r % 7;
+            for (int i = 0; i < n; i++) atomic_init(&hits[i], 0);
+            count_job j = {hits};
+            pool_run(p, n, count_task, &j);
+            for (int i = 0; i < n; i++) assert_int_equal(atomic_load(&hits[i]), 1);
+        }
+        pool_destroy(p);
+    }
+}
+
+static void test_context_params(void **state) {
+    (void)state;
+    llms_context *ctx = NULL;
+    assert_int_equal(llms_context_create(NULL, &ctx), LLMS_OK);
+    assert_int_equal(llms_context_backend(ctx), LLMS_BACKEND_CPU);
+    assert_true(llms_context_n_threads(ctx) >= 1);
+    llms_context_destroy(ctx);
+    llms_context_params p;
+    llms_context_params_init(&p);
+    p.n_threads = -1;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(llms_errmsg(), "n_threads"));
+    llms_context_params_init(&p);
+    p.backend = 7;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_ERR_INVALID_ARGUMENT);
+    llms_allocator bad = {sizeof bad, NULL, NULL, NULL, NULL};
+    llms_context_params_init(&p);
+    p.allocator = &bad;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(llms_context_create(NULL, NULL), LLMS_ERR_INVALID_ARGUMENT);
+}
+
+typedef struct log_capture {
+    int n;
+    int saw_prompt;
+    char all[8192];
+} log_capture;
+
+static void capture(void *user, int32_t level, const char *msg) {
+    log_capture *c = user;
+    assert_true(level >= LLMS_LOG_ERROR && level <= LLMS_LOG_DEBUG);
+    c->n++;
+    if (strstr(msg, "zebra")) c->saw_prompt = 1;
+    strncat(c->all, msg, sizeof c->all - strlen(c->all) - 2);
+    strcat(c->all, "\n");
+}
+
+static void test_log_callback(void **state) {
+    (void)state;
+    const char *path = fixture_path("models/aidreams260K.gguf");
+    if (!path) { fixture_missing("models/aidreams260K.gguf"); return; }
+    log_capture c;
+    memset(&c, 0, sizeof c);
+    llms_context_params p;
+    llms_context_params_init(&p);
+    p.log_fn = capture;
+    p.log_user = &c;
+    p.log_level = LLMS_LOG_DEBUG;
+    llms_context *ctx;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_OK);
+    llms_model *m;
+    assert_int_equal(llms_model_load(ctx, path, NULL, &m), LLMS_OK);
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+    assert_int_equal(llms_session_feed_text(s, "The zebra", 9, LLMS_TOKENIZE_MODEL_DEFAULTS), LLMS_OK);
+    llms_sampling_params sp;
+    llms_sampling_params_init(&sp);
+    sp.max_tokens = 5;
+    assert_int_equal(llms_session_generate_begin(s, &sp), LLMS_OK);
+    llms_step_result r;
+    llms_step_result_init(&r);
+    while (llms_session_step(s, &r) == LLMS_TOKEN) {}
+    assert_true(c.n >= 1);                       /* the load was reported */
+    assert_non_null(strstr(c.all, "loaded model"));
+    assert_false(c.saw_prompt);                  /* but never the prompt */
+    llms_session_destroy(s);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+
+    /* At the default level (warnings) a normal run logs nothing. */
+    memset(&c, 0, sizeof c);
+    llms_context_params_init(&p);
+    p.log_fn = capture;
+    p.log_user = &c;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_OK);
+    assert_int_equal(llms_model_load(ctx, path, NULL, &m), LLMS_OK);
+    assert_int_equal(c.n, 0);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pool_each_task_once),
+        cmocka_unit_test(test_context_params),
+        cmocka_unit_test(test_log_callback),
+    };
+    return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}
