@@ -334,23 +334,6 @@ static llms_status try_pair(bpe_state *st, int32_t l, int32_t r) {
     return LLMS_OK;
 }
 
-/* A final symbol: its token, else the token of each byte, else the unknown
- * token once (a vocabulary missing some byte). */
-static llms_status emit(const tokenizer *t, const char *s, size_t n, tok_vec *out) {
-    int32_t id = n <= t->max_key_len ? tok_key_lookup(t, s, n) : -1;
-    if (id >= 0) return tok_vec_push(&t->a, out, id);
-    size_t i;
-    for (i = 0; i < n && t->byte_tok[(unsigned char)s[i]] >= 0; i++) {}
-    if (i == n) {
-        for (i = 0; i < n; i++) {
-            llms_status st = tok_vec_push(&t->a, out, t->byte_tok[(unsigned char)s[i]]);
-            if (st) return st;
-        }
-        return LLMS_OK;
-    }
-    int32_t unk = t->special[LLMS_SPECIAL_UNK];
-    return unk >= 0 ? tok_vec_push(&t->a, out, unk) : LLMS_OK;
-}
 
 static llms_status bpe_word(const tokenizer *t, tok_scratch *s, const char *w, size_t n,
                             tok_vec *out) {
@@ -358,7 +341,7 @@ static llms_status bpe_word(const tokenizer *t, tok_scratch *s, const char *w, s
         int32_t id = n <= t->max_key_len ? tok_key_lookup(t, w, n) : -1;
         if (id >= 0) return tok_vec_push(&t->a, out, id);
     }
-    if (n == 1) return emit(t, w, 1, out);
+    if (n == 1) return tok_emit_symbol(t, w, 1, out);
     if (n > INT32_MAX) return err_set(LLMS_ERR_INVALID_ARGUMENT, "word of %zu bytes is too long", n);
 
     bpe_state st = { t, NULL, s, NULL, 0, 0 };
@@ -395,7 +378,7 @@ static llms_status bpe_word(const tokenizer *t, tok_scratch *s, const char *w, s
         if (!rc) rc = try_pair(&st, l, L->next);
     }
     for (int32_t i = 0; !rc && i >= 0; i = st.sym[i].next)
-        rc = emit(t, w + st.sym[i].start, st.sym[i].len, out);
+        rc = tok_emit_symbol(t, w + st.sym[i].start, st.sym[i].len, out);
     return rc;
 }
 

@@ -126,6 +126,10 @@ void tok_scratch_free(tok_scratch *s);
 /* Append one token to `out`. */
 llms_status tok_vec_push(const lalloc *a, tok_vec *out, int32_t id);
 
+/* Appends a merged symbol's token: the piece itself, else one byte token per
+ * byte, else the unknown token once. */
+llms_status tok_emit_symbol(const tokenizer *t, const char *s, size_t n, tok_vec *out);
+
 uint32_t tok_hash(const char *s, size_t n);
 /* The two values stored under k, or NULL. */
 int32_t *tok_u64map_get(const u64map *m, uint64_t k);

@@ -60,23 +60,6 @@ static llms_status try_pair(spm_state *st, int32_t l, int32_t r) {
     return LLMS_OK;
 }
 
-/* Output a final symbol: its token, else one byte token per byte, else the
- * unknown token once (a vocabulary without byte tokens). */
-static llms_status emit(const tokenizer *t, const char *s, size_t n, tok_vec *out) {
-    int32_t id = n <= t->max_key_len ? tok_key_lookup(t, s, n) : -1;
-    if (id >= 0) return tok_vec_push(&t->a, out, id);
-    size_t i;
-    for (i = 0; i < n && t->byte_tok[(unsigned char)s[i]] >= 0; i++) {}
-    if (i == n) {
-        for (i = 0; i < n; i++) {
-            llms_status st = tok_vec_push(&t->a, out, t->byte_tok[(unsigned char)s[i]]);
-            if (st) return st;
-        }
-        return LLMS_OK;
-    }
-    int32_t unk = t->special[LLMS_SPECIAL_UNK];
-    return unk >= 0 ? tok_vec_push(&t->a, out, unk) : LLMS_OK;
-}
 
 llms_status tok_spm_encode(const tokenizer *t, tok_scratch *s, const char *text, size_t len,
                            tok_vec *out) {
@@ -127,6 +110,6 @@ llms_status tok_spm_encode(const tokenizer *t, tok_scratch *s, const char *text,
     }
 
     for (int32_t i = 0; !rc && i >= 0 && n > 0; i = st.sym[i].next)
-        rc = emit(t, text + st.sym[i].start, st.sym[i].len, out);
+        rc = tok_emit_symbol(t, text + st.sym[i].start, st.sym[i].len, out);
     return rc;
 }

@@ -896,3 +896,21 @@ llms_status tok_encode(const tokenizer *t, const char *text, size_t len, uint32_
     if (st) out->n = n0;
     return st;
 }
+
+/* Shared by both BPE flavours. Output a final symbol: its token, else one byte token per byte, else the
+ * unknown token once (a vocabulary without byte tokens). */
+llms_status tok_emit_symbol(const tokenizer *t, const char *s, size_t n, tok_vec *out) {
+    int32_t id = n <= t->max_key_len ? tok_key_lookup(t, s, n) : -1;
+    if (id >= 0) return tok_vec_push(&t->a, out, id);
+    size_t i;
+    for (i = 0; i < n && t->byte_tok[(unsigned char)s[i]] >= 0; i++) {}
+    if (i == n) {
+        for (i = 0; i < n; i++) {
+            llms_status st = tok_vec_push(&t->a, out, t->byte_tok[(unsigned char)s[i]]);
+            if (st) return st;
+        }
+        return LLMS_OK;
+    }
+    int32_t unk = t->special[LLMS_SPECIAL_UNK];
+    return unk >= 0 ? tok_vec_push(&t->a, out, unk) : LLMS_OK;
+}
