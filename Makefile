@@ -39,7 +39,13 @@ endif
 CFLAGS := $(CFLAGS_BASE) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS)
 
-SRCS := $(sort $(wildcard src/*/*.c src/*/*/*.c))
+# Compute shaders: GLSL compiled to SPIR-V (Vulkan 1.2 = SPIR-V 1.5, what
+# lavapipe and Debian 12's loader take), validated, and embedded as arrays
+# in a generated C file compiled into the library.
+SHADERS := $(sort $(wildcard shaders/*.comp))
+SPVS := $(SHADERS:shaders/%.comp=build/spv/%.spv)
+GEN_SRCS := build/gen/vk_shaders.c
+SRCS := $(sort $(wildcard src/*/*.c src/*/*/*.c)) $(GEN_SRCS)
 OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
 # The installable libraries are always built without sanitizers.
 LIB_OBJS := $(SRCS:%.c=build/obj/%.o)
@@ -60,8 +66,8 @@ BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bin/%)
 PUBLIC_HDRS := include/llmserve.h include/llmserve_version.h
 
-.PHONY: install-check deps ci all lib examples test check check-exports check-headers abi-check abi-baseline \
-	install uninstall clean fuzz run bench
+.PHONY: install-check deps ci all lib examples test check tsan-test check-exports check-headers abi-check abi-baseline \
+	install uninstall clean fuzz run bench python-test go-test cpp-test
 all: lib
 
 lib: $(SHLIB) lib/$(SONAME) lib/libllmserve.so $(STLIB)
@@ -77,6 +83,16 @@ $(BUILD)/obj/%.o: %.c $(GEN_HDRS)
 endif
 
 -include $(DEPS) $(LIB_OBJS:.o=.d)
+
+build/spv/%.spv: shaders/%.comp $(wildcard shaders/*.glsl)
+	@mkdir -p build/spv
+	glslangValidator -V --target-env vulkan1.2 -Ishaders -o $@ $< >/dev/null || \
+		glslangValidator -V --target-env vulkan1.2 -Ishaders -o $@ $<
+	spirv-val --target-env vulkan1.2 $@
+
+build/gen/vk_shaders.c: $(SPVS) shaders/embed.sh
+	@mkdir -p build/gen
+	sh shaders/embed.sh $@ $(SPVS)
 
 $(SHLIB): $(LIB_OBJS) $(MAPFILE)
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(MAPFILE) -Wl,-z,defs \
@@ -107,6 +123,18 @@ build/bin/%: bench/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard exa
 	@mkdir -p build/bin
 	$(EXAMPLE_CC)
 
+# The C++ wrapper (include/llmserve.hpp, header-only) and its example,
+# built as C++17 against the shared library.
+CXX_PROG = $(CXX) -std=c++17 $(OPT) -g -Wall -Wextra -Iinclude -o $@ $< \
+	-Llib -lllmserve -Wl,-rpath,'$$ORIGIN/../../lib'
+examples: build/bin/cpp-example
+build/bin/cpp-example: examples/cpp_example.cpp include/llmserve.hpp $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS)
+	@mkdir -p build/bin
+	$(CXX_PROG)
+build/tests/test_cpp: tests/test_cpp.cpp include/llmserve.hpp $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS)
+	@mkdir -p build/tests
+	$(CXX_PROG)
+
 # Tests link an archive of the objects (not the .so) so they can reach the
 # internal interfaces; the archive pulls in only the objects a test uses.
 TEST_ARCHIVE := $(BUILD)/libllmserve_test.a
@@ -117,10 +145,21 @@ $(BUILD)/tests/%: tests/%.c $(TEST_ARCHIVE) $(TEST_SUPPORT)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(TEST_ARCHIVE) $(LDFLAGS) $(LIBS) -lcmocka -lcjson
 
-test: $(TEST_BINS) examples
-	@LLMS_FIXTURES=$(FIXTURES) LLMS_BIN=$(abspath build/bin) sh tests/run_tests.sh $(TEST_BINS)
+test: $(TEST_BINS) build/tests/test_cpp examples
+	@LLMS_FIXTURES=$(FIXTURES) LLMS_BIN=$(abspath build/bin) sh tests/run_tests.sh $(TEST_BINS) build/tests/test_cpp
 
 check: test check-exports check-headers
+
+# ThreadSanitizer run of the concurrent tests (the scheduler's), built in
+# their own folder. OpenBLAS runs single-threaded: its threads are not
+# instrumented. LLMS_SOAK_SECONDS sets the soak's length (default 10 here).
+TSAN_TESTS := test_scheduler
+tsan-test:
+	$(MAKE) --no-print-directory SANITIZE=thread $(TSAN_TESTS:%=build/san-thread/tests/%)
+	@for t in $(TSAN_TESTS); do \
+		LLMS_FIXTURES=$(FIXTURES) LLMS_SOAK_SECONDS=$${LLMS_SOAK_SECONDS:-10} OPENBLAS_NUM_THREADS=1 \
+		TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(abspath tests/tsan.supp)" build/san-thread/tests/$$t || exit 1; \
+	done
 
 check-exports: $(SHLIB)
 	@bad=$$(nm -D --defined-only $(SHLIB) | awk '{print $$3}' | grep -v '^llms_' | grep -v '^LLMS_' || true); \
@@ -136,6 +175,9 @@ check-headers:
 		$(CXX) -std=c++11 -Wall -Wextra -Werror -Iinclude -c $(BUILD)/hdr/one.cpp -o /dev/null || exit 1; \
 		echo "check-headers: $$h OK (C99, C++11)"; \
 	done
+	@printf '#include "llmserve.hpp"\nint llms_header_check;\n' > $(BUILD)/hdr/hpp.cpp
+	@$(CXX) -std=c++17 -pedantic -Wall -Wextra -Werror -Iinclude -c $(BUILD)/hdr/hpp.cpp -o /dev/null
+	@echo "check-headers: include/llmserve.hpp OK (C++17)"
 
 ABI_BASELINE := lib/abi/libllmserve.abi
 ABI_SUPPR := lib/abi/suppressions.abignore
@@ -195,12 +237,41 @@ install-check: lib
 clean:
 	rm -rf build lib/libllmserve.so* lib/libllmserve.a
 
+# ---- bindings -----------------------------------------------------------------
+# Python (ctypes, bindings/python) with Debian's python3 and pytest; the
+# package finds lib/libllmserve.so from the source tree by itself.
+PYTHON ?= /usr/bin/python3
+python-test: lib
+	cd bindings/python && LLMS_FIXTURES=$(FIXTURES) $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+# Go (cgo, bindings/go) against the build tree: the llms_buildtree tag
+# swaps pkg-config for these flags. Offline: no external modules.
+GO ?= go
+go-test: lib
+	cd bindings/go && export CGO_CFLAGS="-I$(abspath include)" \
+		CGO_LDFLAGS="-L$(abspath lib) -Wl,-rpath,$(abspath lib)" GOFLAGS=-mod=mod GOPROXY=off \
+		LLMS_FIXTURES=$(FIXTURES) && \
+	$(GO) vet -tags llms_buildtree ./... && $(GO) test -tags llms_buildtree -race -count=1 ./...
+	@# The default build: pkg-config on an installed copy (a scratch DESTDIR).
+	@rm -rf build/go-install && $(MAKE) --no-print-directory install DESTDIR=$(abspath build/go-install) >/dev/null
+	cd bindings/go && root=$(abspath build/go-install) && \
+	PKG_CONFIG_PATH=$$root$(LIBDIR)/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$root \
+		CGO_LDFLAGS="-Wl,-rpath,$$root$(LIBDIR)" GOFLAGS=-mod=mod GOPROXY=off LLMS_FIXTURES=$(FIXTURES) \
+		$(GO) test -count=1 -run 'TestGenerateMatchesC|TestErrorsCarryStatus' ./...
+
+# The C++ wrapper's test and the chat / C++ example programs.
+cpp-test: build/tests/test_cpp examples
+	LLMS_FIXTURES=$(FIXTURES) build/tests/test_cpp
+	sh tests/examples.sh build/bin $(FIXTURES)
+
 # ---- set-up and the two top-level jobs --------------------------------------
 # Debian packages the build, the tests and the examples need. `make deps`
 # installs the missing ones when run as root (and says what to install
 # otherwise).
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libcmocka-dev libcjson-dev \
-	abigail-tools clang libclang-rt-14-dev unicode-data
+	abigail-tools clang libclang-rt-14-dev unicode-data \
+	g++ python3-pytest python3-setuptools python3-pip golang-go \
+	glslang-tools spirv-tools libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q 'install ok installed' || echo $$p; done); \
@@ -213,6 +284,9 @@ deps:
 # The test job CI runs: everything in one command.
 ci: deps
 	$(MAKE) check
+	$(MAKE) cpp-test
+	$(MAKE) python-test
+	$(MAKE) go-test
 	$(MAKE) abi-check
 	$(MAKE) install-check
 	$(MAKE) SANITIZE=address,undefined test
@@ -224,3 +298,35 @@ MODEL ?= $(FIXTURES)/models/aidreams260K.gguf
 PROMPT ?= The robot
 run: deps lib examples
 	build/bin/llms-generate --model "$(MODEL)" --prompt "$(PROMPT)" --max-tokens 90 --temperature 0
+
+# ---- benchmarks ---------------------------------------------------------------
+# `make bench`: random-weight models of real shapes (generated into
+# build/bench/ when absent; they are large and never committed), each run
+# through llms-bench --json; results and llama.cpp's reference figures for
+# this machine (issue 4: build 9821, CPU backend, 2 threads, tinyllama-1.1b
+# shape) go to build/bench/report.json, and a summary with the ratios is
+# printed. BENCH_SHAPES / BENCH_TYPES / BENCH_ARGS override the set.
+BENCH_DIR := build/bench
+BENCH_SHAPES ?= tinyllama-1.1b
+BENCH_TYPES ?= Q4_0 Q8_0 Q4_K_M F16
+BENCH_ARGS ?= --threads 2 --prompt 512 --gen 64 --reps 3 --backend cpu
+bench: lib examples
+	@mkdir -p $(BENCH_DIR)
+	@set -e; out=$(BENCH_DIR)/report.json; rm -f $$out.tmp; sep=''; \
+	printf '{"args": "%s",\n "llama_cpp_reference": {"Q4_0": [124, 45], "Q8_0": [101, 27], "Q4_K_M": [120, 48], "F16": [89, 20]},\n "reference_fields": ["prompt_tok_s", "gen_tok_s"],\n "results": [\n' \
+		"$(BENCH_ARGS)" > $$out.tmp; \
+	for s in $(BENCH_SHAPES); do for t in $(BENCH_TYPES); do \
+		f=$(BENCH_DIR)/$$s-$$t.gguf; \
+		if [ ! -f $$f ]; then echo "bench: generating $$f"; \
+			build/bin/llms-mkmodel --shape $$s --type $$t --out $$f.part && mv $$f.part $$f; fi; \
+		j=$$(build/bin/llms-bench --model $$f $(BENCH_ARGS) --json | tail -n 1); \
+		printf '%s  {"shape": "%s", "type": "%s", "bench": %s}' "$$sep" $$s $$t "$$j" >> $$out.tmp; sep=',\n'; \
+		echo "$$j" | awk -v s=$$s -v t=$$t 'BEGIN { rp["Q4_0"]=124; rg["Q4_0"]=45; rp["Q8_0"]=101; rg["Q8_0"]=27; \
+			rp["Q4_K_M"]=120; rg["Q4_K_M"]=48; rp["F16"]=89; rg["F16"]=20 } \
+			{ match($$0, /"prompt_tok_s": [0-9.]+/); pp = substr($$0, RSTART + 16, RLENGTH - 16); \
+			  match($$0, /"gen_tok_s": [0-9.]+/); tg = substr($$0, RSTART + 13, RLENGTH - 13); \
+			  match($$0, /"gen_fraction_of_bandwidth_limit": [0-9.]+/); fr = substr($$0, RSTART + 35, RLENGTH - 35); \
+			  line = sprintf("%-16s %-7s prompt %8.2f tok/s  gen %7.2f tok/s  %5.1f%% of the bandwidth limit", s, t, pp, tg, 100 * fr); \
+			  if (s == "tinyllama-1.1b" && (t in rp)) line = line sprintf("  (vs llama.cpp: prompt %.2fx, gen %.2fx)", pp / rp[t], tg / rg[t]); \
+			  print line }'; \
+	done; done; printf '\n ]}\n' >> $$out.tmp; mv $$out.tmp $$out; echo "bench: wrote $$out"

@@ -1,6 +1,7 @@
 /*
  * llms-bench --model FILE [--threads N] [--prompt N] [--gen N] [--reps N]
  *            [--backend auto|cpu|vulkan] [--json]
+ *            [--concurrency 1,4,16,32] [--shared-prefix N]
  *
  * Measures, in one run on one machine:
  *   - prompt processing: tokens/s for an N-token prompt in one feed;
@@ -11,6 +12,17 @@
  *     over a buffer far larger than the caches),
  * and prints generation speed as a fraction of the bandwidth limit
  * (bandwidth / bytes per token). Best of --reps repetitions for each figure.
+ *
+ * With --concurrency and/or --shared-prefix it measures the scheduler
+ * instead:
+ *   - per concurrency level C: C requests (--prompt tokens each, distinct,
+ *     --gen new tokens) submitted at once and served by continuous
+ *     batching: aggregate generation tokens/s (generated tokens over the
+ *     wall time from submission to the last token) and the time to first
+ *     token percentiles;
+ *   - --shared-prefix N: time to first token for an N-token prefix plus a
+ *     4-token tail, cold, and then from another request with the same
+ *     prefix and another 16-token tail, served from the prefix cache.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -104,14 +116,245 @@ static double bytes_per_token(const llms_model *m) {
 
 static void usage(const char *p) {
     fprintf(stderr, "usage: %s --model FILE [--threads N] [--prompt N] [--gen N] [--reps N] "
-                    "[--backend auto|cpu|vulkan] [--json]\n", p);
+                    "[--backend auto|cpu|vulkan] [--json] [--concurrency 1,4,16,32] [--shared-prefix N]\n", p);
     exit(2);
+}
+
+
+/* ---- scheduler benchmarks ---- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const double *sorted, int n, double p) {
+    if (n == 0) return 0;
+    int i = (int)(p * (n - 1) + 0.5);
+    return sorted[i];
+}
+
+static void fill_prompt(int32_t *t, long n, uint64_t seed, int32_t V, int32_t bos) {
+    uint64_t x = seed;
+    for (long i = 0; i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int32_t)((x >> 33) % (uint64_t)V);
+    }
+    if (bos >= 0 && n) t[0] = bos;
+}
+
+typedef struct conc_result {
+    int level;
+    double gen_tok_s, total_tok_s, wall_s, ttft_p50, ttft_p90, ttft_p99;
+    long tokens;
+} conc_result;
+
+/* Submit `c` requests and step until all end; TTFT per request. */
+static int run_level(llms_model *m, int c, long n_prompt, long n_gen, conc_result *out) {
+    int32_t V = llms_model_n_vocab(m), bos = llms_model_special_token(m, LLMS_SPECIAL_BOS);
+    llms_scheduler_params p;
+    llms_scheduler_params_init(&p);
+    p.max_running = (uint32_t)c;
+    p.queue_capacity = (uint32_t)c;
+    p.max_batch_tokens = 512;
+    p.n_ctx = (uint32_t)(n_prompt + n_gen + 1);
+    llms_scheduler *S;
+    if (llms_scheduler_create(m, &p, &S)) return -1;
+    int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);
+    double *ttft = calloc((size_t)c, sizeof *ttft);
+    uint64_t *ids = calloc((size_t)c, sizeof *ids);
+    llms_sampling_params smp;
+    llms_sampling_params_init(&smp);
+    smp.temperature = 0;
+    smp.max_tokens = (int32_t)n_gen;
+    smp.flags = LLMS_SAMPLE_IGNORE_EOG;
+    double t0 = now_s();
+    for (int i = 0; i < c; i++) {
+        fill_prompt(prompt, n_prompt, 1000 + (uint64_t)i, V, bos);
+        llms_request_params rp;
+        llms_request_params_init(&rp);
+        rp.tokens = prompt;
+        rp.n_tokens = (size_t)n_prompt;
+        rp.sampling = &smp;
+        if (llms_scheduler_submit(S, &rp, &ids[i])) return -1;
+    }
+    int done = 0, firsts = 0;
+    long tokens = 0, tokens_at_all_first = 0;
+    double t_all_first = 0;
+    char buf[4096];
+    while (done < c) {
+        if (llms_scheduler_step(S, NULL) < 0) return -1;
+        llms_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.struct_size = sizeof ev;
+        ev.text_buf = buf;
+        ev.text_cap = sizeof buf;
+        while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK) {
+            int i = (int)(ev.request_id - ids[0]);
+            if (ev.type == LLMS_EVENT_TOKEN) {
+                tokens++;
+                if (ttft[i] == 0) {
+                    ttft[i] = now_s() - t0;
+                    if (++firsts == c) {
+                        t_all_first = now_s();
+                        tokens_at_all_first = tokens;
+                    }
+                }
+            } else {
+                done++;
+            }
+        }
+    }
+    double wall = now_s() - t0;
+    qsort(ttft, (size_t)c, sizeof *ttft, cmp_double);
+    out->level = c;
+    out->tokens = tokens;
+    out->wall_s = wall;
+    /* Generation speed as llama.cpp's batched bench counts it: the decode
+     * phase, once every prompt is in; total_tok_s includes the prefill. */
+    double t_end = t0 + wall;
+    out->gen_tok_s = t_end > t_all_first && tokens > tokens_at_all_first
+                         ? (tokens - tokens_at_all_first) / (t_end - t_all_first) : 0;
+    out->total_tok_s = tokens / wall;
+    out->ttft_p50 = pct(ttft, c, 0.5);
+    out->ttft_p90 = pct(ttft, c, 0.9);
+    out->ttft_p99 = pct(ttft, c, 0.99);
+    llms_scheduler_destroy(S);
+    free(prompt);
+    free(ttft);
+    free(ids);
+    return 0;
+}
+
+/* TTFT of one request with `prompt` through S. */
+static double ttft_one(llms_scheduler *S, const int32_t *prompt, long n, uint32_t *cached) {
+    llms_sampling_params smp;
+    llms_sampling_params_init(&smp);
+    smp.temperature = 0;
+    smp.max_tokens = 1;
+    smp.flags = LLMS_SAMPLE_IGNORE_EOG;
+    llms_request_params rp;
+    llms_request_params_init(&rp);
+    rp.tokens = prompt;
+    rp.n_tokens = (size_t)n;
+    rp.sampling = &smp;
+    uint64_t id;
+    double t0 = now_s(), t = -1;
+    if (llms_scheduler_submit(S, &rp, &id)) return -1;
+    char buf[4096];
+    for (;;) {
+        if (llms_scheduler_step(S, NULL) < 0) return -1;
+        llms_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.struct_size = sizeof ev;
+        ev.text_buf = buf;
+        ev.text_cap = sizeof buf;
+        while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK) {
+            if (ev.type == LLMS_EVENT_TOKEN && t < 0) t = now_s() - t0;
+            if (ev.type != LLMS_EVENT_TOKEN) {
+                *cached = ev.cached_tokens;
+                return t;
+            }
+        }
+    }
+}
+
+typedef struct prefix_result {
+    long prefix;
+    double cold_s, cached_s;
+    uint32_t cached_tokens;
+} prefix_result;
+
+static int run_shared_prefix(llms_model *m, long n_prefix, prefix_result *out) {
+    int32_t V = llms_model_n_vocab(m), bos = llms_model_special_token(m, LLMS_SPECIAL_BOS);
+    llms_cache *C;
+    if (llms_cache_create(m, NULL, &C)) return -1;
+    llms_scheduler_params p;
+    llms_scheduler_params_init(&p);
+    p.cache = C;
+    p.max_batch_tokens = 512;
+    p.n_ctx = (uint32_t)(n_prefix + 32);
+    llms_scheduler *S;
+    if (llms_scheduler_create(m, &p, &S)) return -1;
+    int32_t *a = malloc((size_t)(n_prefix + 16) * sizeof *a);
+    fill_prompt(a, n_prefix + 16, 777, V, bos);
+    uint32_t cached = 0;
+    out->prefix = n_prefix;
+    out->cold_s = ttft_one(S, a, n_prefix + 4, &cached);
+    /* Another request: same prefix, another tail of 16 tokens. */
+    uint64_t x = 99;
+    for (long i = n_prefix; i < n_prefix + 16; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        a[i] = (int32_t)((x >> 33) % (uint64_t)V);
+    }
+    out->cached_s = ttft_one(S, a, n_prefix + 16, &out->cached_tokens);
+    llms_scheduler_destroy(S);
+    llms_cache_destroy(C);
+    free(a);
+    return out->cold_s < 0 || out->cached_s < 0 ? -1 : 0;
+}
+
+static int sched_bench(const char *prog, const char *path, llms_context *ctx, llms_model *m, const char *levels,
+                       long n_prompt, long n_gen, long n_prefix, int json) {
+    conc_result res[32];
+    int n_res = 0;
+    if (levels) {
+        char *copy = strdup(levels), *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok && n_res < 32; tok = strtok_r(NULL, ",", &save)) {
+            long c;
+            if (!cli_long(tok, 1, 4096, &c)) { free(copy); usage(prog); }
+            if (run_level(m, (int)c, n_prompt, n_gen, &res[n_res])) {
+                fprintf(stderr, "%s: concurrency %ld failed: %s\n", prog, c, llms_errmsg());
+                free(copy);
+                return 1;
+            }
+            n_res++;
+        }
+        free(copy);
+    }
+    prefix_result pr = {0};
+    if (n_prefix > 0 && run_shared_prefix(m, n_prefix, &pr)) {
+        fprintf(stderr, "%s: shared prefix failed: %s\n", prog, llms_errmsg());
+        return 1;
+    }
+    int threads = llms_context_n_threads(ctx);
+    if (json) {
+        printf("{\"model\": \"%s\", \"threads\": %d, \"prompt_tokens\": %ld, \"gen_tokens\": %ld", path, threads,
+               n_prompt, n_gen);
+        if (levels) {
+            printf(", \"concurrency\": [");
+            for (int i = 0; i < n_res; i++)
+                printf("%s{\"level\": %d, \"gen_tok_s\": %.2f, \"total_gen_tok_s\": %.2f, \"tokens\": %ld, "
+                       "\"wall_s\": %.3f, \"ttft_p50_s\": %.4f, \"ttft_p90_s\": %.4f, \"ttft_p99_s\": %.4f}",
+                       i ? ", " : "", res[i].level, res[i].gen_tok_s, res[i].total_tok_s, res[i].tokens, res[i].wall_s,
+                       res[i].ttft_p50, res[i].ttft_p90, res[i].ttft_p99);
+            printf("]");
+        }
+        if (n_prefix > 0)
+            printf(", \"shared_prefix\": {\"prefix_tokens\": %ld, \"ttft_cold_s\": %.4f, \"ttft_cached_s\": %.4f, "
+                   "\"cached_tokens\": %u, \"speedup\": %.1f}",
+                   pr.prefix, pr.cold_s, pr.cached_s, pr.cached_tokens, pr.cold_s / pr.cached_s);
+        printf("}\n");
+    } else {
+        printf("model %s, %d threads; prompt %ld, gen %ld per request\n", path, threads, n_prompt, n_gen);
+        for (int i = 0; i < n_res; i++)
+            printf("concurrency %3d: %8.2f gen tok/s aggregate in the decode phase, %.2f over the whole run "
+                   "(%ld tokens in %.2f s); TTFT p50 %.3f s, p90 %.3f s, p99 %.3f s\n",
+                   res[i].level, res[i].gen_tok_s, res[i].total_tok_s, res[i].tokens, res[i].wall_s, res[i].ttft_p50,
+                   res[i].ttft_p90, res[i].ttft_p99);
+        if (n_prefix > 0)
+            printf("shared prefix %ld tokens: TTFT cold %.4f s, cached %.4f s (%u tokens from the cache), "
+                   "%.1fx\n", pr.prefix, pr.cold_s, pr.cached_s, pr.cached_tokens, pr.cold_s / pr.cached_s);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
     const char *path = NULL;
     long n_prompt = 512, n_gen = 64, reps = 2;
     int json = 0;
+    const char *levels = NULL;
+    long n_prefix = 0;
     llms_context_params cp;
     llms_context_params_init(&cp);
     for (int i = 1; i < argc; i++) {
@@ -125,6 +368,8 @@ int main(int argc, char **argv) {
         else if ((v = cli_opt(argc, argv, &i, "--gen"))) { if (!cli_long(v, 1, 1 << 20, &n_gen)) usage(argv[0]); }
         else if ((v = cli_opt(argc, argv, &i, "--reps"))) { if (!cli_long(v, 1, 100, &reps)) usage(argv[0]); }
         else if ((v = cli_opt(argc, argv, &i, "--backend"))) { if ((cp.backend = cli_backend(v)) < 0) usage(argv[0]); }
+        else if ((v = cli_opt(argc, argv, &i, "--concurrency"))) levels = v;
+        else if ((v = cli_opt(argc, argv, &i, "--shared-prefix"))) { if (!cli_long(v, 1, 1 << 20, &n_prefix)) usage(argv[0]); }
         else if (!strcmp(argv[i], "--json")) json = 1;
         else usage(argv[0]);
     }
@@ -135,6 +380,12 @@ int main(int argc, char **argv) {
     llms_status st;
     if ((st = llms_context_create(&cp, &ctx))) { cli_report(argv[0], "context", st); return 1; }
     if ((st = llms_model_load(ctx, path, NULL, &m))) { cli_report(argv[0], path, st); llms_context_destroy(ctx); return 1; }
+    if (levels || n_prefix) {
+        int rc = sched_bench(argv[0], path, ctx, m, levels, n_prompt, n_gen, n_prefix, json);
+        llms_model_destroy(m);
+        llms_context_destroy(ctx);
+        return rc;
+    }
     int threads = llms_context_n_threads(ctx);
     int32_t V = llms_model_n_vocab(m);
     int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);

@@ -662,6 +662,380 @@ LLMS_API llms_status llms_session_generate_begin(llms_session *session,
  * error. Threads: the session's thread. Since: 0.1. */
 LLMS_API llms_status llms_session_step(llms_session *session, llms_step_result *result);
 
+/* ------------------------------------------------------------------------ */
+/* Model files: quantization and synthetic models                            */
+/* ------------------------------------------------------------------------ */
+
+/* Whole-file quantization schemes (the general.file_type numbers GGUF
+ * files use). The _M mixes keep sensitive tensors at more bits: Q6_K for
+ * the output matrix (and the token embedding when it is tied) and, for
+ * Q4_K_M/Q5_K_M, Q6_K for half of the attn_v and ffn_down matrices (the
+ * first and last eighth of the layers and every third one between). Rows
+ * whose length is not a multiple of 256 fall back from K-quants to
+ * Q4_0/Q5_0/Q5_1/Q8_0. 1-D tensors (norms, biases) stay F32. */
+enum {
+    LLMS_FTYPE_F32 = 0,
+    LLMS_FTYPE_F16 = 1,
+    LLMS_FTYPE_Q4_0 = 2,
+    LLMS_FTYPE_Q4_1 = 3,
+    LLMS_FTYPE_Q8_0 = 7,
+    LLMS_FTYPE_Q5_0 = 8,
+    LLMS_FTYPE_Q5_1 = 9,
+    LLMS_FTYPE_Q2_K = 10,
+    LLMS_FTYPE_Q3_K_M = 12,
+    LLMS_FTYPE_Q4_K_M = 15,
+    LLMS_FTYPE_Q5_K_M = 17,
+    LLMS_FTYPE_Q6_K = 18
+};
+
+/* The scheme for a name ("Q4_K_M", "q8_0", "F16", "Q3_K" = Q3_K_M, ...), or
+ * -1. Threads: any. Since: 0.2. */
+LLMS_API int32_t llms_ftype_from_name(const char *name);
+/* Canonical name of a scheme, or NULL. Threads: any. Since: 0.2. */
+LLMS_API const char *llms_ftype_name(int32_t ftype);
+
+typedef struct llms_quantize_params {
+    uint32_t struct_size;
+    int32_t ftype;            /* LLMS_FTYPE_*; default LLMS_FTYPE_Q8_0 */
+} llms_quantize_params;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_quantize_params_init(llms_quantize_params *params);
+
+/* Convert a GGUF model with float (F32/F16/BF16) or quantized matrices
+ * into `out_path` with the scheme's types, copying every key/value (and
+ * setting general.file_type). Uses the context's threads and allocator.
+ * Threads: any; the context's workers are shared. Since: 0.2. */
+LLMS_API llms_status llms_model_quantize(llms_context *ctx, const char *in_path, const char *out_path,
+                                         const llms_quantize_params *params);
+
+/* A model shape for llms_model_write_random. */
+typedef struct llms_random_model_params {
+    uint32_t struct_size;
+    const char *arch;          /* "llama" (default) or "qwen2" */
+    const char *name;          /* general.name; default "random" */
+    uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab;  /* defaults: a tiny llama */
+    uint32_t n_ctx_train;      /* default 2048 */
+    float rope_freq_base;      /* default 10000 */
+    float rms_eps;             /* default 1e-5 */
+    int32_t tied;              /* 1: no output.weight, the embedding is reused */
+    int32_t qkv_bias;          /* 1: attn_q/k/v biases (qwen2 style) */
+    int32_t ftype;             /* LLMS_FTYPE_*; default LLMS_FTYPE_F16 */
+    uint64_t seed;             /* default 1 */
+} llms_random_model_params;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_random_model_params_init(llms_random_model_params *params);
+
+/* Write a GGUF model of the given shape with deterministic random weights
+ * (scaled so activations stay finite) and a SentencePiece vocabulary of
+ * n_vocab pieces (<unk>, <s>, </s>, the 256 byte tokens, filler pieces),
+ * for benchmarks and tests. n_vocab must be at least 259.
+ * Threads: any; the context's workers are shared. Since: 0.2. */
+LLMS_API llms_status llms_model_write_random(llms_context *ctx, const llms_random_model_params *params,
+                                             const char *out_path);
+
+/* ------------------------------------------------------------------------ */
+/* Prefix cache                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Full KV blocks of prompt tokens, keyed by a hash chain over (model,
+ * sharing group, every token so far), shared between the requests of the
+ * schedulers that use the cache. Blocks no request uses stay cached and are
+ * evicted least-recently-used when the cache is over its budget or the
+ * KV memory of a scheduler runs out. A request only ever hits blocks of its
+ * own sharing group (by default its tenant), so neither hits nor reported
+ * cached tokens reveal another tenant's prompts. */
+typedef struct llms_cache_params {
+    uint32_t struct_size;
+    uint64_t budget_bytes;    /* bytes of KV blocks the cache may keep; 0 = 256 MiB (default) */
+} llms_cache_params;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_cache_params_init(llms_cache_params *params);
+
+/* Create a prefix cache for `model`. `params` may be NULL.
+ * Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_cache_create(llms_model *model, const llms_cache_params *params,
+                                       llms_cache **out);
+
+/* Destroy a cache; the schedulers using it must have been destroyed first.
+ * NULL is a no-op. Threads: one thread, no other call on it in progress. Since: 0.2. */
+LLMS_API void llms_cache_destroy(llms_cache *cache);
+
+typedef struct llms_cache_stats {
+    uint32_t struct_size;
+    uint64_t blocks_used;     /* blocks held by the cache */
+    uint64_t blocks_pinned;   /* of which pinned */
+    uint64_t bytes_used;
+    uint64_t hit_tokens;      /* prompt tokens served from the cache */
+    uint64_t miss_tokens;     /* prompt tokens looked up and not found */
+    uint64_t evictions;       /* blocks evicted */
+    uint64_t inserts;         /* blocks added */
+} llms_cache_stats;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_cache_stats_init(llms_cache_stats *stats);
+
+/* Fill `stats` (set stats->struct_size first). Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_cache_get_stats(llms_cache *cache, llms_cache_stats *stats);
+
+/* Pin the cached full blocks of a token prefix in `sharing_group` (the tenant
+ * name or sharing group its requests use; NULL or "" = the default tenant),
+ * so they are never evicted; *n_pinned (may be NULL) receives the number of
+ * tokens pinned (a multiple of 16; 0 if the prefix was never computed:
+ * submit a request with it first). Pins nest; unpin with the same tokens.
+ * Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_cache_pin(llms_cache *cache, const char *sharing_group,
+                                    const int32_t *tokens, size_t n_tokens, size_t *n_pinned);
+LLMS_API llms_status llms_cache_unpin(llms_cache *cache, const char *sharing_group,
+                                      const int32_t *tokens, size_t n_tokens);
+
+/* Drop every block no request is using (pinned ones too, and their pins).
+ * Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_cache_clear(llms_cache *cache);
+
+/* ------------------------------------------------------------------------ */
+/* Scheduler                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Why a request ended, in addition to LLMS_FINISH_*. */
+enum {
+    LLMS_FINISH_REJECTED = 8      /* refused after submission (a tenant limit changed...) */
+};
+
+/* Event types. */
+enum {
+    LLMS_EVENT_TOKEN = 1,         /* one generated token and the text it releases */
+    LLMS_EVENT_FINISHED = 2,      /* terminal: finish_reason says why; status is 0, or
+                                     LLMS_ERR_CANCELLED / LLMS_ERR_TIMEOUT / the rejection */
+    LLMS_EVENT_ERROR = 3          /* terminal: the request failed with `status` */
+};
+
+/* One scheduler event. For llms_scheduler_poll the caller sets struct_size,
+ * text_buf and text_cap; the library fills the rest and copies the text
+ * NUL-terminated into text_buf. In the event callback, text_buf points to
+ * the library's copy, valid only during the call. */
+typedef struct llms_event {
+    uint32_t struct_size;
+    int32_t type;                 /* LLMS_EVENT_* */
+    uint64_t request_id;
+    uint64_t user_tag;            /* from llms_request_params */
+    int32_t finish_reason;        /* LLMS_FINISH_* for FINISHED and ERROR events */
+    llms_status status;
+    int32_t token;                /* the token of a TOKEN event (else -1, or the stop token) */
+    uint32_t n_generated;         /* tokens generated so far */
+    char *text_buf;               /* in (poll): buffer for the text; out (callback): the text */
+    size_t text_cap;              /* in (poll): its size in bytes */
+    size_t text_len;              /* out: bytes of text, without the NUL (or needed, with
+                                     LLMS_ERR_BUFFER_TOO_SMALL) */
+    uint32_t prompt_tokens;       /* usage, in terminal events */
+    uint32_t cached_tokens;       /* prompt tokens served from the prefix cache */
+    uint32_t completion_tokens;
+} llms_event;
+
+/* Event callback: called from the thread that runs the step (the worker
+ * thread, or the host's llms_scheduler_step caller), in order per request,
+ * never concurrently. It must not call llms_scheduler_step or destroy. With
+ * a callback, events are not queued for llms_scheduler_poll. */
+typedef void (*llms_event_fn)(void *user, const llms_event *event);
+
+/* Scheduler flags. */
+enum {
+    LLMS_SCHEDULER_OWN_THREAD = 1u << 0,    /* a library worker thread runs the steps */
+    LLMS_SCHEDULER_DETERMINISTIC = 1u << 1  /* a request's greedy output is bit-identical
+                                               whatever else is in the batch and whether
+                                               or not it was preempted (CPU; slower prefill) */
+};
+
+typedef struct llms_scheduler_params {
+    uint32_t struct_size;
+    uint32_t flags;               /* LLMS_SCHEDULER_* */
+    uint32_t max_batch_tokens;    /* tokens per forward pass; default 256 */
+    uint32_t max_running;         /* requests generating at once; default 64 */
+    uint32_t queue_capacity;      /* waiting requests before BUSY; default 256 */
+    uint32_t n_ctx;               /* context per request; 0 = the model's (default) */
+    uint64_t kv_budget_bytes;     /* KV memory of the model's block pool; 0 = unlimited */
+    llms_event_fn event_fn;       /* NULL = queue events for llms_scheduler_poll */
+    void *event_user;
+    llms_cache *cache;            /* prefix cache to use; NULL = none */
+    uint32_t aging_ms;            /* a waiting request gains one priority level per
+                                     aging_ms; default 1000 */
+} llms_scheduler_params;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_scheduler_params_init(llms_scheduler_params *params);
+
+/* Create a scheduler for `model` (NULL params = defaults).
+ * Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_scheduler_create(llms_model *model, const llms_scheduler_params *params,
+                                           llms_scheduler **out);
+
+/* Stop the worker thread, drop every request without further events, and
+ * free the scheduler. NULL is a no-op. Threads: one thread, no other call
+ * on it in progress (and not from the event callback). Since: 0.2. */
+LLMS_API void llms_scheduler_destroy(llms_scheduler *sched);
+
+/* Request flags. */
+enum {
+    LLMS_REQUEST_ADD_BOS = 1u << 0,       /* as LLMS_TOKENIZE_ADD_BOS */
+    LLMS_REQUEST_PARSE_SPECIAL = 1u << 1, /* as LLMS_TOKENIZE_PARSE_SPECIAL */
+    LLMS_REQUEST_MODEL_DEFAULTS = 1u << 2 /* as LLMS_TOKENIZE_MODEL_DEFAULTS */
+};
+
+typedef struct llms_request_params {
+    uint32_t struct_size;
+    uint32_t flags;               /* LLMS_REQUEST_* (tokenization of `prompt`) */
+    const char *prompt;           /* UTF-8 text, tokenized at submit; may be NULL */
+    size_t prompt_len;
+    const int32_t *tokens;        /* tokens after the text; may be NULL */
+    size_t n_tokens;
+    const llms_sampling_params *sampling; /* copied; NULL = defaults */
+    const char *tenant;           /* registered with llms_scheduler_set_tenant; NULL = default */
+    int32_t priority;             /* higher runs first; default 0 */
+    uint32_t deadline_ms;         /* from submission; 0 = none */
+    uint64_t user_tag;            /* returned in every event */
+} llms_request_params;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_request_params_init(llms_request_params *params);
+
+/* Queue a request; writes its id (never 0). Returns at once:
+ * LLMS_ERR_BUSY when the queue is full, LLMS_ERR_RATE_LIMITED when the
+ * tenant's token bucket is empty, LLMS_ERR_PROMPT_TOO_LONG when the prompt
+ * exceeds the tenant's limit or the context, LLMS_ERR_NOT_FOUND for an
+ * unregistered tenant. Bad sampling parameters fail here too. A request
+ * whose submit failed gets no events; every accepted one gets exactly one
+ * terminal event. Each queued request holds its session's buffers (context
+ * tokens, two logit rows, sampler scratch).
+ * Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_scheduler_submit(llms_scheduler *sched, const llms_request_params *req,
+                                           uint64_t *id);
+
+/* Cancel a request: its terminal event (FINISHED, LLMS_FINISH_CANCELLED) and
+ * the release of its memory come with the next step. LLMS_ERR_NOT_FOUND if
+ * it already ended. Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_scheduler_cancel(llms_scheduler *sched, uint64_t id);
+
+/* Run one scheduling step (one batched forward pass) and deliver its events.
+ * *n_events (may be NULL) receives the number of events produced. Returns
+ * LLMS_OK, LLMS_AGAIN when there was nothing to do, or LLMS_ERR_STATE with
+ * LLMS_SCHEDULER_OWN_THREAD. Threads: any; steps are serialised. Since: 0.2. */
+LLMS_API llms_status llms_scheduler_step(llms_scheduler *sched, int32_t *n_events);
+
+/* Take the next queued event: LLMS_OK with *ev filled, or LLMS_AGAIN if none
+ * arrived within timeout_ms (0 = do not wait, -1 = wait forever). If the
+ * text does not fit in ev->text_buf (with its NUL): LLMS_ERR_BUFFER_TOO_SMALL,
+ * ev->text_len = the bytes needed without the NUL, and the event stays
+ * queued (an event without text needs no buffer).
+ * Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_scheduler_poll(llms_scheduler *sched, llms_event *ev, int32_t timeout_ms);
+
+typedef struct llms_tenant_params {
+    uint32_t struct_size;
+    const char *name;             /* copied; "" is the default tenant */
+    uint32_t max_concurrent;      /* requests running at once; 0 = no limit */
+    uint32_t tokens_per_minute;   /* prompt + generated tokens (token bucket); 0 = no limit */
+    uint32_t max_prompt_tokens;   /* 0 = no limit */
+    uint32_t max_output_tokens;   /* caps max_tokens; 0 = no limit */
+    uint32_t weight;              /* share of compute against other tenants; default 1 */
+    const char *sharing_group;    /* prefix-cache group; NULL = the tenant's own */
+} llms_tenant_params;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_tenant_params_init(llms_tenant_params *params);
+
+/* Register or update a tenant. Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_scheduler_set_tenant(llms_scheduler *sched, const llms_tenant_params *params);
+
+/* A snapshot of the scheduler's metrics (histograms as count and sum). */
+typedef struct llms_scheduler_stats {
+    uint32_t struct_size;
+    uint64_t requests_submitted;
+    uint64_t requests_finished;   /* FINISHED with reason EOG, STOP, LENGTH or CONTEXT_FULL */
+    uint64_t requests_cancelled;
+    uint64_t requests_timed_out;
+    uint64_t requests_rejected;   /* submit refused (BUSY, RATE_LIMITED, too long) or REJECTED */
+    uint64_t requests_failed;
+    uint64_t prompt_tokens;
+    uint64_t cached_tokens;
+    uint64_t generated_tokens;
+    uint64_t preemptions;
+    uint64_t steps;
+    uint32_t queue_depth;
+    uint32_t running;
+    uint32_t last_batch_tokens;
+    uint32_t kv_blocks_used;      /* blocks alive in the model's pool */
+    uint32_t kv_blocks_free;      /* under the budget (0 without a budget) */
+    uint64_t ttft_count;          /* time to first token */
+    double ttft_sum_s;
+    uint64_t e2e_count;           /* end-to-end latency */
+    double e2e_sum_s;
+} llms_scheduler_stats;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_scheduler_stats_init(llms_scheduler_stats *stats);
+
+/* Fill `stats` (set stats->struct_size first). Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_scheduler_get_stats(llms_scheduler *sched, llms_scheduler_stats *stats);
+
+/* All metrics (counters, gauges, histograms of queue time, time to first
+ * token, time between tokens, end-to-end latency and batch size, per tenant
+ * where it makes sense) in the Prometheus text exposition format, NUL-
+ * terminated. LLMS_ERR_BUFFER_TOO_SMALL with *len = needed (without the NUL)
+ * if `cap` is too small. Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_scheduler_metrics_prometheus(llms_scheduler *sched, char *buf, size_t cap,
+                                                       size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Compute devices (Vulkan)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Device types (llms_device_info.type). */
+enum {
+    LLMS_DEVICE_OTHER = 0,
+    LLMS_DEVICE_DISCRETE = 1,    /* a discrete GPU */
+    LLMS_DEVICE_INTEGRATED = 2,  /* a GPU sharing the host's memory */
+    LLMS_DEVICE_VIRTUAL = 3,     /* a virtualised GPU */
+    LLMS_DEVICE_CPU = 4          /* a CPU driver (lavapipe): functional, not fast */
+};
+
+/* Device features (llms_device_info.features, a bit set). */
+enum {
+    LLMS_DEVICE_FEATURE_FP16 = 1u << 0,            /* float16 arithmetic in shaders */
+    LLMS_DEVICE_FEATURE_INT8 = 1u << 1,            /* int8 arithmetic in shaders */
+    LLMS_DEVICE_FEATURE_STORAGE_16BIT = 1u << 2,   /* 16-bit storage buffers */
+    LLMS_DEVICE_FEATURE_STORAGE_8BIT = 1u << 3,    /* 8-bit storage buffers */
+    LLMS_DEVICE_FEATURE_SUBGROUP_ARITH = 1u << 4   /* subgroup arithmetic in compute */
+};
+
+/* One Vulkan device (an output struct: set struct_size, or call
+ * llms_device_info_init, before llms_device_get_info). */
+typedef struct llms_device_info {
+    uint32_t struct_size;
+    int32_t type;                /* LLMS_DEVICE_* */
+    char name[256];              /* NUL-terminated */
+    uint32_t vendor_id, device_id;
+    uint32_t api_version;        /* VK_MAKE_API_VERSION encoding */
+    uint32_t subgroup_size;
+    uint64_t memory_bytes;       /* size of the device-local memory heaps */
+    uint32_t features;           /* LLMS_DEVICE_FEATURE_* */
+    uint32_t max_workgroup_size; /* invocations per workgroup */
+} llms_device_info;
+
+/* Threads: any. Since: 0.2. */
+LLMS_API void llms_device_info_init(llms_device_info *info);
+
+/* Number of Vulkan 1.2 devices; their indices are 0..count-1 and are what
+ * llms_context_params.device_index takes. *count is 0 on failure:
+ * LLMS_ERR_BACKEND when there is no Vulkan loader or instance (detail in
+ * llms_errmsg()). Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_device_count(int32_t *count);
+
+/* Describes device `index`. LLMS_ERR_NOT_FOUND for an index out of range,
+ * LLMS_ERR_BACKEND as for llms_device_count. Threads: any. Since: 0.2. */
+LLMS_API llms_status llms_device_get_info(int32_t index, llms_device_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,7 +25,13 @@ typedef struct fwd_batch {
     const uint8_t *want_logits; /* [n_tokens] 1 = write this token's logits */
     kv_seq *const *seqs;        /* block tables; reserved up to the largest pos + 1 */
     uint32_t n_seqs;
+    uint32_t flags;             /* FWD_* (0 = default) */
 } fwd_batch;
+
+/* Each token's matrix products use the one-token kernels, so a token's
+ * results never depend on what else is in the batch (the GEMM path sums in
+ * a different order). The scheduler's deterministic mode sets it. */
+#define FWD_DETERMINISTIC 1u
 
 /* Runs the model over the batch. Logits of the tokens with want_logits are
  * written to `logits` in batch order, n_vocab floats each. */

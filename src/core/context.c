@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "params.h"
+#include "../backend/vulkan/vk_ctx.h"
 
 /* From OpenBLAS (cblas.h declares it too, but only this one is needed). */
 void openblas_set_num_threads(int num_threads);
@@ -54,19 +55,22 @@ LLMS_API llms_status llms_context_create(const llms_context_params *params, llms
     ctx->params = p;
     ctx->params.allocator = NULL;  /* the host's struct need not outlive this call */
     ctx->n_threads = p.n_threads ? p.n_threads : online_cores();
-    /* Vulkan arrives with the Vulkan backend; until then an explicit request
-     * is an error and AUTO is the CPU. */
-    if (p.backend == LLMS_BACKEND_VULKAN) {
-        xfree(&a, ctx);
-        return err_set(LLMS_ERR_UNSUPPORTED, "the Vulkan backend is not built into this library");
-    }
     ctx->backend = LLMS_BACKEND_CPU;
     if (pthread_mutex_init(&ctx->log_lock, NULL) != 0) {
         xfree(&a, ctx);
         return err_set(LLMS_ERR_INTERNAL, "pthread_mutex_init failed");
     }
-    llms_status st = pool_create(&ctx->alloc, ctx->n_threads, &ctx->pool);
+    /* An explicit Vulkan request that cannot be met fails here with the
+     * reason; AUTO falls back to the CPU (see vk_ctx_open). */
+    llms_status st = vk_ctx_open(ctx);
     if (st != LLMS_OK) {
+        pthread_mutex_destroy(&ctx->log_lock);
+        xfree(&a, ctx);
+        return st;
+    }
+    st = pool_create(&ctx->alloc, ctx->n_threads, &ctx->pool);
+    if (st != LLMS_OK) {
+        vk_ctx_close(ctx->vk);
         pthread_mutex_destroy(&ctx->log_lock);
         xfree(&a, ctx);
         return st;
@@ -81,6 +85,7 @@ LLMS_API llms_status llms_context_create(const llms_context_params *params, llms
 LLMS_API void llms_context_destroy(llms_context *ctx) {
     if (!ctx) return;
     pool_destroy(ctx->pool);
+    vk_ctx_close(ctx->vk);
     pthread_mutex_destroy(&ctx->log_lock);
     lalloc a = ctx->alloc;
     xfree(&a, ctx);

@@ -18,6 +18,7 @@ struct llms_context {
     int32_t n_threads;
     pthread_mutex_t log_lock;     /* the log callback is never called concurrently */
     threadpool *pool;             /* n_threads - 1 workers plus the calling thread */
+    struct vk_dev *vk;            /* the Vulkan device when backend == VULKAN, else NULL */
 };
 
 /* Log a message through the context's callback (no-op if silent or above

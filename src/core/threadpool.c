@@ -1,6 +1,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -53,6 +54,8 @@ static void *worker_main(void *arg) {
         while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
                !atomic_load(&p->stop)) {
             if (++spins % 1024 == 0 && now_ns() - t0 > 200000) break;
+            /* On a busy machine, give the core to whoever holds the work. */
+            if (spins % 256 == 0) sched_yield();
 #if defined(__x86_64__)
             __builtin_ia32_pause();
 #endif
@@ -144,6 +147,9 @@ void pool_run(threadpool *p, int64_t n, pool_fn fn, void *arg) {
             pthread_mutex_unlock(&p->lock);
             break;
         }
+        /* A worker still busy (or not yet scheduled): on a machine with
+         * more runnable threads than cores, let it run. */
+        if (spins % 256 == 0) sched_yield();
 #if defined(__x86_64__)
         __builtin_ia32_pause();
 #endif

@@ -10,7 +10,7 @@ LLMS_API const char *llms_version_string(void) {
 LLMS_API uint32_t llms_version_number(void) { return LLMS_VERSION_NUMBER; }
 
 LLMS_API const char *llms_build_features(void) {
-    return "cpu openblas"
+    return "cpu openblas vulkan"
 #if defined(__x86_64__)
            " x86_64"
 #endif

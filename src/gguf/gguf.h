@@ -116,4 +116,40 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);  /* N
 /* Name of a value type ("u32", "string", ...). */
 const char *gguf_type_name(uint32_t type);
 
+
+/* ---- Writer (gguf_write.c) ------------------------------------------------
+ * Builds a GGUF v3 file: key/values are serialised as they are set (in that
+ * order), tensor infos are collected, and gguf_wr_write_file streams the
+ * header and then each tensor's data, which a callback fills tensor by
+ * tensor (so a multi-GiB model never has to be in memory at once). Data is
+ * aligned to GGUF_DEFAULT_ALIGNMENT. Errors are sticky: a failed set makes
+ * gguf_wr_write_file return that error. */
+typedef struct gguf_wr gguf_wr;
+
+llms_status gguf_wr_create(const lalloc *a, gguf_wr **out);
+void gguf_wr_free(gguf_wr *w);
+
+/* A deep copy of any value (strings, arrays of anything, nested arrays). */
+llms_status gguf_wr_set(gguf_wr *w, const char *key, const gguf_value *v);
+llms_status gguf_wr_set_u32(gguf_wr *w, const char *key, uint32_t v);
+llms_status gguf_wr_set_f32(gguf_wr *w, const char *key, float v);
+llms_status gguf_wr_set_bool(gguf_wr *w, const char *key, int v);
+llms_status gguf_wr_set_str(gguf_wr *w, const char *key, const char *v);
+/* Arrays of numbers (packed host-order elements of elem_type) or of strings
+ * (elem_type GGUF_STRING, data = const char *const[n]). */
+llms_status gguf_wr_set_arr(gguf_wr *w, const char *key, uint32_t elem_type, uint64_t n,
+                            const void *data);
+uint64_t gguf_wr_kv_count(const gguf_wr *w);
+
+/* Declare a tensor (ne[0] = row length). Returns its index via *index. */
+llms_status gguf_wr_add_tensor(gguf_wr *w, const char *name, uint32_t type, uint32_t n_dims,
+                               const int64_t *ne, uint64_t *index);
+uint64_t gguf_wr_tensor_bytes(const gguf_wr *w, uint64_t index);
+
+/* Fill dst (n_bytes, 64-byte aligned) with tensor `index`'s data. */
+typedef llms_status (*gguf_wr_fill_fn)(void *user, uint64_t index, void *dst, uint64_t n_bytes);
+
+/* Write the file; on failure the partial file is removed. */
+llms_status gguf_wr_write_file(gguf_wr *w, const char *path, gguf_wr_fill_fn fill, void *user);
+
 #endif

@@ -123,3 +123,27 @@ llms_status kv_seq_share(kv_pool *p, kv_seq *dst, const kv_seq *src, uint32_t n_
     dst->n_blocks = need;
     return LLMS_OK;
 }
+
+void kv_block_retain(kv_pool *p, kv_block *b) {
+    pthread_mutex_lock(&p->lock);
+    b->refcount++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+void kv_block_release(kv_pool *p, kv_block *b) { block_release(p, b); }
+
+int32_t kv_block_refcount(kv_pool *p, const kv_block *b) {
+    pthread_mutex_lock(&p->lock);
+    int32_t r = b->refcount;
+    pthread_mutex_unlock(&p->lock);
+    return r;
+}
+
+uint64_t kv_block_bytes(const kv_pool *p) { return block_bytes(p); }
+
+uint64_t kv_pool_used_bytes(kv_pool *p) {
+    pthread_mutex_lock(&p->lock);
+    uint64_t u = p->used_bytes;
+    pthread_mutex_unlock(&p->lock);
+    return u;
+}

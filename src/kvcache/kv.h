@@ -53,6 +53,16 @@ void kv_seq_free(kv_pool *p, kv_seq *s);
 /* Share src's blocks covering [0, n_pos) into an empty dst. */
 llms_status kv_seq_share(kv_pool *p, kv_seq *dst, const kv_seq *src, uint32_t n_pos);
 
+/* Single-block references, for the prefix cache: take or drop one
+ * reference, and read the count (under the pool lock). */
+void kv_block_retain(kv_pool *p, kv_block *b);
+void kv_block_release(kv_pool *p, kv_block *b);
+int32_t kv_block_refcount(kv_pool *p, const kv_block *b);
+/* Bytes of one block (all layers' K and V for KV_BLOCK_TOKENS positions). */
+uint64_t kv_block_bytes(const kv_pool *p);
+/* Bytes of blocks alive in the pool. */
+uint64_t kv_pool_used_bytes(kv_pool *p);
+
 static inline float *kv_k(const kv_pool *p, const kv_seq *s, uint32_t layer, uint32_t pos) {
     float *b = s->blocks[pos / KV_BLOCK_TOKENS]->data;
     return b + ((size_t)layer * 2 * KV_BLOCK_TOKENS + pos % KV_BLOCK_TOKENS) * p->kv_dim;

@@ -4,6 +4,7 @@
  * pass never meets a missing tensor or a shape it cannot handle.
  */
 #include "model.h"
+#include "../backend/vulkan/vk_ctx.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -251,6 +252,7 @@ LLMS_API void llms_model_destroy(llms_model *m) {
         }
         xfree(m->alloc, m->layers);
     }
+    vk_model_free(m);
     if (m->kv_ready) kv_pool_destroy(&m->kv);
     xfree(m->alloc, m->rope_inv_freq);
     free_fvec(m, &m->output_norm);

@@ -69,6 +69,7 @@ struct llms_model {
     float *rope_inv_freq;    /* [n_rot/2] angle per position, scaling applied */
     kv_pool kv;              /* KV blocks of this model's sessions */
     int kv_ready;
+    struct vk_model *vk;     /* device copies of the weights (Vulkan backend), or NULL */
 };
 
 #endif

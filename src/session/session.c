@@ -168,7 +168,7 @@ static llms_status evaluate_range(llms_session *s, float *all_logits, uint32_t a
             want[i] = all_logits || (first + i + 1 == s->n_tokens);
         }
         kv_seq *seqs[1] = {&s->kv};
-        fwd_batch b = {n, s->tokens + first, pos, seq, want, seqs, 1};
+        fwd_batch b = {n, s->tokens + first, pos, seq, want, seqs, 1, 0};
         float *dst = all_logits ? all_logits + (size_t)(first - all_from) * m->hp.n_vocab : s->logits_tmp;
         st = backend_forward(m, &b, dst);
         if (st) return st;

@@ -1,8 +1,13 @@
 /*
  * CPU kernels used by the forward pass. Matrix products go through
- * cpu_matmul, which picks a matrix-vector path for decode (one token: each
- * weight byte read once) and a dequantize-tile + OpenBLAS sgemm path for
- * prefill (many tokens: compute-bound, so float GEMM wins).
+ * cpu_matmul, which picks, by the number of tokens:
+ *  - decode (< 4 tokens): matrix-vector products, each weight byte read
+ *    once, activations quantized to 8 bits (Q4_0/Q8_0 on AVX512-VNNI use
+ *    quant/qdot512.h, the other types quant_vec_dot_fn);
+ *  - prefill on quantized weights with AVX512-VNNI: the integer GEMM of
+ *    quant/qgemm.h (8-bit activations, 16-row tiles);
+ *  - otherwise (F32/F16/BF16 weights, or no VNNI): dequantize a tile of rows
+ *    and multiply with OpenBLAS sgemm.
  */
 #ifndef LLMS_BACKEND_CPU_H
 #define LLMS_BACKEND_CPU_H
@@ -15,6 +20,11 @@
 /* Y[n][w->rows] = X[n][w->cols] * W^T. Scratch comes from the allocator. */
 llms_status cpu_matmul(threadpool *pool, const lalloc *a, const weight *w, const float *x,
                        int64_t n, float *y);
+
+/* Y_k = X * W_k^T for nw (<= 4) matrices with the same input, in one
+ * parallel region when decoding; each Y_k is exactly what cpu_matmul gives. */
+llms_status cpu_matmul_n(threadpool *pool, const lalloc *a, const weight *const *ws, int nw, const float *x,
+                         int64_t n, float *const *ys);
 
 /* One row of a weight matrix as floats (embedding lookup). */
 void cpu_weight_row(const weight *w, int64_t row, float *out);

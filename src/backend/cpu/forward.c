@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "vec.h"
 #include "../backend.h"
+#include "../vulkan/vk_ctx.h"
 #include "../../core/error.h"
 
 typedef struct scratch {
@@ -54,26 +56,67 @@ static void attn_task(void *arg, int64_t idx, int64_t n) {
     const float *q = j->q + ((size_t)t * H + h) * D;
     float *o = j->out + ((size_t)t * H + h) * D;
     const float scale = 1.0f / sqrtf((float)D);
+    const vec_ops *vo = vec_best();
     float mx = -INFINITY, sum = 0;
-    float acc[1024];
+    float acc[1024], sc[KV_BLOCK_TOKENS];
     memset(acc, 0, D * sizeof(float));
-    for (uint32_t p = 0; p <= pos; p++) {
-        const float *k = kv_k(kv, s, j->layer, p) + (size_t)kvh * D;
-        float sc = 0;
-        for (uint32_t d = 0; d < D; d++) sc += q[d] * k[d];
-        sc *= scale;
-        const float *v = kv_v(kv, s, j->layer, p) + (size_t)kvh * D;
-        if (sc > mx) {
-            float corr = expf(mx - sc);
+    /* One KV block (KV_BLOCK_TOKENS positions, rows kv_dim apart) at a
+     * time: its scores, one rescale if the maximum grew, then its values. */
+    for (uint32_t p0 = 0; p0 <= pos; p0 += KV_BLOCK_TOKENS - p0 % KV_BLOCK_TOKENS) {
+        uint32_t cnt = KV_BLOCK_TOKENS - p0 % KV_BLOCK_TOKENS;
+        if (cnt > pos + 1 - p0) cnt = pos + 1 - p0;
+        const float *k = kv_k(kv, s, j->layer, p0) + (size_t)kvh * D;
+        const float *v = kv_v(kv, s, j->layer, p0) + (size_t)kvh * D;
+        vo->dots(q, k, kv->kv_dim, (int)cnt, (int)D, sc);
+        float bm = -INFINITY;
+        for (uint32_t i = 0; i < cnt; i++) {
+            sc[i] *= scale;
+            if (sc[i] > bm) bm = sc[i];
+        }
+        if (bm > mx) {
+            float corr = expf(mx - bm);
             sum *= corr;
             for (uint32_t d = 0; d < D; d++) acc[d] *= corr;
-            mx = sc;
+            mx = bm;
         }
-        float w = expf(sc - mx);
-        sum += w;
-        for (uint32_t d = 0; d < D; d++) acc[d] += w * v[d];
+        for (uint32_t i = 0; i < cnt; i++) {
+            sc[i] = expf(sc[i] - mx);
+            sum += sc[i];
+        }
+        vo->axpys(acc, v, kv->kv_dim, sc, (int)cnt, (int)D);
     }
     for (uint32_t d = 0; d < D; d++) o[d] = acc[d] / sum;
+}
+
+/* cpu_matmul, or in deterministic mode in groups of at most
+ * FWD_ROWWISE_TOKENS tokens: below that cpu_matmul uses the matrix-vector
+ * kernels, which compute each token's products on their own (quantized
+ * activations and dot products per token), so a token's result does not
+ * depend on its neighbours in the batch. Groups rather than single tokens
+ * cut the thread-pool dispatches threefold. Keep in step with
+ * GEMM_MIN_TOKENS in matmul.c. */
+#define FWD_ROWWISE_TOKENS 3
+static llms_status mm(const fwd_batch *b, threadpool *pool, const lalloc *a, const weight *w,
+                      const float *x, int64_t n, float *y) {
+    if (!(b->flags & FWD_DETERMINISTIC) || n <= FWD_ROWWISE_TOKENS) return cpu_matmul(pool, a, w, x, n, y);
+    for (int64_t t = 0; t < n; t += FWD_ROWWISE_TOKENS) {
+        int64_t k = n - t < FWD_ROWWISE_TOKENS ? n - t : FWD_ROWWISE_TOKENS;
+        llms_status st = cpu_matmul(pool, a, w, x + t * w->cols, k, y + t * w->rows);
+        if (st) return st;
+    }
+    return LLMS_OK;
+}
+
+/* Several matrices on one input (Q/K/V, gate/up): one parallel region when
+ * decoding, each result exactly what mm gives. */
+static llms_status mm_n(const fwd_batch *b, threadpool *pool, const lalloc *a, const weight *const *ws, int nw,
+                        const float *x, int64_t n, float *const *ys) {
+    if (!(b->flags & FWD_DETERMINISTIC) || n <= FWD_ROWWISE_TOKENS) return cpu_matmul_n(pool, a, ws, nw, x, n, ys);
+    for (int k = 0; k < nw; k++) {
+        llms_status st = mm(b, pool, a, ws[k], x, n, ys[k]);
+        if (st) return st;
+    }
+    return LLMS_OK;
 }
 
 static void add_bias(float *y, const fvec *b, int64_t n_tok) {
@@ -95,6 +138,7 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
     const uint32_t half = hp->n_rot / 2;
     if (n == 0) return LLMS_OK;
+    if (m->ctx->backend == LLMS_BACKEND_VULKAN) return vk_forward(m, b, logits);
     if (m->ctx->backend != LLMS_BACKEND_CPU)
         return err_set(LLMS_ERR_BACKEND, "backend %d has no forward pass", (int)m->ctx->backend);
 
@@ -128,10 +172,9 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
         const layer_weights *L = &m->layers[l];
         for (int64_t t = 0; t < n; t++)
             cpu_rmsnorm(s.h + t * E, s.x + t * E, L->attn_norm.data, E, hp->rms_eps);
-        if ((st = cpu_matmul(pool, a, &L->wq, s.h, n, s.q)) ||
-            (st = cpu_matmul(pool, a, &L->wk, s.h, n, s.k)) ||
-            (st = cpu_matmul(pool, a, &L->wv, s.h, n, s.v)))
-            goto done;
+        const weight *qkv_w[3] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_y[3] = {s.q, s.k, s.v};
+        if ((st = mm_n(b, pool, a, qkv_w, 3, s.h, n, qkv_y))) goto done;
         add_bias(s.q, &L->bq, n);
         add_bias(s.k, &L->bk, n);
         add_bias(s.v, &L->bv, n);
@@ -147,19 +190,19 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
         }
         attn_job aj = {m, b, l, s.q, s.att};
         pool_run(pool, n * hp->n_head, attn_task, &aj);
-        if ((st = cpu_matmul(pool, a, &L->wo, s.att, n, s.h))) goto done;
+        if ((st = mm(b, pool, a, &L->wo, s.att, n, s.h))) goto done;
         for (int64_t i = 0; i < n * E; i++) s.x[i] += s.h[i];
 
         for (int64_t t = 0; t < n; t++)
             cpu_rmsnorm(s.h + t * E, s.x + t * E, L->ffn_norm.data, E, hp->rms_eps);
-        if ((st = cpu_matmul(pool, a, &L->w_gate, s.h, n, s.gate)) ||
-            (st = cpu_matmul(pool, a, &L->w_up, s.h, n, s.up)))
-            goto done;
+        const weight *ffn_w[2] = {&L->w_gate, &L->w_up};
+        float *const ffn_y[2] = {s.gate, s.up};
+        if ((st = mm_n(b, pool, a, ffn_w, 2, s.h, n, ffn_y))) goto done;
         for (int64_t i = 0; i < n * F; i++) {
             float g = s.gate[i];
             s.gate[i] = g / (1.0f + expf(-g)) * s.up[i];
         }
-        if ((st = cpu_matmul(pool, a, &L->w_down, s.gate, n, s.h))) goto done;
+        if ((st = mm(b, pool, a, &L->w_down, s.gate, n, s.h))) goto done;
         for (int64_t i = 0; i < n * E; i++) s.x[i] += s.h[i];
     }
 
@@ -170,7 +213,7 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
         cpu_rmsnorm(s.h + n_out * E, s.x + t * E, m->output_norm.data, E, hp->rms_eps);
         n_out++;
     }
-    if (n_out) st = cpu_matmul(pool, a, &m->output, s.h, n_out, logits);
+    if (n_out) st = mm(b, pool, a, &m->output, s.h, n_out, logits);
     (void)V;
 done:
     free_scratch(a, &s);

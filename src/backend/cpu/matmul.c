@@ -5,6 +5,8 @@
 #include "cpu.h"
 #include "../../core/error.h"
 #include "../../quant/quant.h"
+#include "../../quant/qgemm.h"
+#include "../../quant/qdot512.h"
 
 void cpu_weight_row(const weight *w, int64_t row, float *out) {
     quant_dequantize_row(w->type, w->data + (uint64_t)row * w->row_bytes, out, w->cols);
@@ -17,6 +19,9 @@ void cpu_rmsnorm(float *out, const float *x, const float *g, int64_t n, float ep
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * g[i];
 }
 
+/* Below this many tokens the matrix-vector kernels beat the GEMM paths. */
+#define GEMM_MIN_TOKENS 4
+
 /* ---- decode: matrix-vector, rows split over the pool ---- */
 
 typedef struct matvec_job {
@@ -28,6 +33,8 @@ typedef struct matvec_job {
     int64_t n_tok, rows_per_task;
     size_t act_row_bytes;
     uint32_t act_type;
+    const uint8_t *prep;    /* qdot512 activations, or NULL */
+    size_t prep_row_bytes;
 } matvec_job;
 
 static void matvec_task(void *arg, int64_t task, int64_t n_tasks) {
@@ -36,6 +43,13 @@ static void matvec_task(void *arg, int64_t task, int64_t n_tasks) {
     const weight *w = j->w;
     int64_t r0 = task * j->rows_per_task;
     int64_t r1 = r0 + j->rows_per_task < w->rows ? r0 + j->rows_per_task : w->rows;
+    if (r1 <= r0) return;
+    if (j->prep) {
+        for (int64_t t = 0; t < j->n_tok; t++)
+            qdot512_rows(w->type, w->cols, w->data + (uint64_t)r0 * w->row_bytes, w->row_bytes, r1 - r0,
+                         j->prep + (size_t)t * j->prep_row_bytes, j->y + t * w->rows + r0);
+        return;
+    }
     for (int64_t t = 0; t < j->n_tok; t++) {
         const void *act = (const char *)j->act + (size_t)t * j->act_row_bytes;
         float *y = j->y + t * w->rows;
@@ -44,49 +58,108 @@ static void matvec_task(void *arg, int64_t task, int64_t n_tasks) {
     }
 }
 
-typedef struct quant_act_job {
-    const float *x;
-    void *act;
-    int64_t cols;
-    size_t row_bytes;
-    uint32_t type;
-} quant_act_job;
+/* Quantizes the activations and splits the rows into tasks; *tasks gets
+ * the count. Buffers are freed by matvec_done. */
+static llms_status matvec_setup(threadpool *pool, const lalloc *a, const weight *w, const float *x, int64_t n,
+                                float *y, matvec_job *j, int64_t *tasks_out) {
+    uint32_t at = quant_act_type(w->type);
+    memset(j, 0, sizeof *j);
+    j->w = w;
+    j->dot = quant_vec_dot_fn(w->type);
+    j->y = y;
+    j->n_tok = n;
+    j->act_type = at;
+    if (at == LLMS_TYPE_F32) {
+        j->act = x;
+        j->act_row_bytes = (size_t)w->cols * sizeof(float);
+    } else {
+        j->act_row_bytes = type_row_bytes(type_get(at), (uint64_t)w->cols);
+        void *act_buf = xmalloc_aligned(a, j->act_row_bytes * (size_t)n, 64);
+        if (!act_buf) return ERR_OOM();
+        /* A few thousand values per token: the calling thread is quicker
+         * than a parallel region. */
+        for (int64_t t = 0; t < n; t++)
+            quant_quantize_row(at, x + t * w->cols, (char *)act_buf + (size_t)t * j->act_row_bytes, w->cols);
+        j->act = act_buf;
+        if (qdot512_supported(w->type, w->cols)) {
+            j->prep_row_bytes = qdot512_act_bytes(w->type, w->cols);
+            uint8_t *prep = xmalloc_aligned(a, j->prep_row_bytes * (size_t)n, 64);
+            if (!prep) {
+                xfree_aligned(a, act_buf);
+                j->act = NULL;
+                return ERR_OOM();
+            }
+            for (int64_t t = 0; t < n; t++)
+                qdot512_prepare(w->type, w->cols, (const char *)act_buf + (size_t)t * j->act_row_bytes,
+                                prep + (size_t)t * j->prep_row_bytes);
+            j->prep = prep;
+        }
+    }
+    /* Enough tasks to balance the threads, few enough to amortise dispatch. */
+    int64_t tasks = (int64_t)pool_size(pool) * 8;
+    j->rows_per_task = (w->rows + tasks - 1) / tasks;
+    /* Whole cache lines of output per task (no false sharing). */
+    j->rows_per_task = (j->rows_per_task + 15) / 16 * 16;
+    *tasks_out = (w->rows + j->rows_per_task - 1) / j->rows_per_task;
+    return LLMS_OK;
+}
 
-static void quant_act_task(void *arg, int64_t t, int64_t n) {
-    (void)n;
-    const quant_act_job *j = arg;
-    quant_quantize_row(j->type, j->x + t * j->cols, (char *)j->act + (size_t)t * j->row_bytes, j->cols);
+static void matvec_done(const lalloc *a, matvec_job *j) {
+    xfree_aligned(a, (void *)j->prep);
+    if (j->act_type != LLMS_TYPE_F32) xfree_aligned(a, (void *)j->act);
+    j->prep = NULL;
+    j->act = NULL;
 }
 
 static llms_status matvec(threadpool *pool, const lalloc *a, const weight *w, const float *x,
                           int64_t n, float *y) {
-    uint32_t at = quant_act_type(w->type);
-    matvec_job j = {0};
-    j.w = w;
-    j.dot = quant_vec_dot_fn(w->type);
-    j.y = y;
-    j.n_tok = n;
-    j.act_type = at;
-    void *act_buf = NULL;
-    if (at == LLMS_TYPE_F32) {
-        j.act = x;
-        j.act_row_bytes = (size_t)w->cols * sizeof(float);
-    } else {
-        j.act_row_bytes = type_row_bytes(type_get(at), (uint64_t)w->cols);
-        act_buf = xmalloc_aligned(a, j.act_row_bytes * (size_t)n, 64);
-        if (!act_buf) return ERR_OOM();
-        quant_act_job q = {x, act_buf, w->cols, j.act_row_bytes, at};
-        pool_run(pool, n, quant_act_task, &q);
-        j.act = act_buf;
-    }
-    /* Enough tasks to balance the threads, few enough to amortise dispatch. */
-    int64_t tasks = (int64_t)pool_size(pool) * 8;
-    j.rows_per_task = (w->rows + tasks - 1) / tasks;
-    if (j.rows_per_task < 4) j.rows_per_task = 4;
-    tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
+    matvec_job j;
+    int64_t tasks;
+    llms_status st = matvec_setup(pool, a, w, x, n, y, &j, &tasks);
+    if (st) return st;
     pool_run(pool, tasks, matvec_task, &j);
-    xfree_aligned(a, act_buf);
+    matvec_done(a, &j);
     return LLMS_OK;
+}
+
+/* Several matrices on the same input in one parallel region (Q/K/V,
+ * gate/up): one wake-up of the workers instead of several. */
+#define MV_MAX 4
+typedef struct matvec_group {
+    matvec_job j[MV_MAX];
+    int64_t first[MV_MAX + 1];
+    int n;
+} matvec_group;
+
+static void matvec_group_task(void *arg, int64_t task, int64_t n_tasks) {
+    const matvec_group *g = arg;
+    int k = 0;
+    while (k + 1 < g->n && task >= g->first[k + 1]) k++;
+    matvec_task((void *)&g->j[k], task - g->first[k], n_tasks);
+}
+
+llms_status cpu_matmul_n(threadpool *pool, const lalloc *a, const weight *const *ws, int nw, const float *x,
+                         int64_t n, float *const *ys) {
+    if (n >= GEMM_MIN_TOKENS || nw > MV_MAX) {
+        for (int k = 0; k < nw; k++) {
+            llms_status st = cpu_matmul(pool, a, ws[k], x, n, ys[k]);
+            if (st) return st;
+        }
+        return LLMS_OK;
+    }
+    matvec_group g;
+    g.n = 0;
+    g.first[0] = 0;
+    llms_status st = LLMS_OK;
+    for (int k = 0; k < nw; k++) {
+        int64_t tasks;
+        if ((st = matvec_setup(pool, a, ws[k], x, n, ys[k], &g.j[k], &tasks))) break;
+        g.first[k + 1] = g.first[k] + tasks;
+        g.n++;
+    }
+    if (!st) pool_run(pool, g.first[g.n], matvec_group_task, &g);
+    for (int k = 0; k < g.n; k++) matvec_done(a, &g.j[k]);
+    return st;
 }
 
 /* ---- prefill: dequantize a tile of rows, multiply with sgemm ---- */
@@ -103,13 +176,72 @@ static void deq_task(void *arg, int64_t i, int64_t n) {
     cpu_weight_row(j->w, j->r0 + i, j->tile + i * j->w->cols);
 }
 
-/* Below this many tokens the matrix-vector kernels beat dequantize+GEMM. */
-#define GEMM_MIN_TOKENS 4
+/* ---- prefill on quantized weights: integer GEMM (quant/qgemm.h) ---- */
+
+typedef struct qg_job {
+    const weight *w;
+    qgemm_act act;
+    const float *x;
+    float *y;
+    int64_t n_tiles, tiles_per_task;
+    uint8_t *tiles;
+    size_t tile_bytes;
+    int isa;
+} qg_job;
+
+static void qg_act_task(void *arg, int64_t t, int64_t n) {
+    (void)n;
+    qg_job *j = arg;
+    qgemm_act_quantize(&j->act, t, j->x + t * j->w->cols);
+}
+
+static void qg_task(void *arg, int64_t task, int64_t n) {
+    (void)n;
+    const qg_job *j = arg;
+    const weight *w = j->w;
+    int64_t i0 = task * j->tiles_per_task, i1 = i0 + j->tiles_per_task;
+    if (i1 > j->n_tiles) i1 = j->n_tiles;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t r0 = i * 16;
+        int rows = (int)(w->rows - r0 < 16 ? w->rows - r0 : 16);
+        qgemm_tile(w->type, w->data + (uint64_t)r0 * w->row_bytes, w->row_bytes, rows, &j->act, j->y + r0,
+                   w->rows, j->tiles + (size_t)task * j->tile_bytes, j->isa);
+    }
+}
+
+static llms_status qgemm(threadpool *pool, const lalloc *a, const weight *w, const float *x, int64_t n,
+                         float *y) {
+    qg_job j;
+    memset(&j, 0, sizeof j);
+    j.w = w;
+    j.x = x;
+    j.y = y;
+    j.isa = quant_isa_best();
+    j.n_tiles = (w->rows + 15) / 16;
+    /* Tiles are independent: a few tasks per thread balance the load. */
+    int64_t tasks = (int64_t)pool_size(pool) * 4;
+    if (tasks > j.n_tiles) tasks = j.n_tiles;
+    j.tiles_per_task = (j.n_tiles + tasks - 1) / tasks;
+    tasks = (j.n_tiles + j.tiles_per_task - 1) / j.tiles_per_task;
+    j.tile_bytes = qgemm_tile_bytes(w->cols);
+    size_t act_bytes = qgemm_act_bytes(n, w->cols);
+    uint8_t *buf = xmalloc_aligned(a, act_bytes + j.tile_bytes * (size_t)tasks, 64);
+    if (!buf) return ERR_OOM();
+    qgemm_act_init(&j.act, buf, n, w->cols);
+    j.tiles = buf + act_bytes;
+    pool_run(pool, n, qg_act_task, &j);
+    pool_run(pool, tasks, qg_task, &j);
+    xfree_aligned(a, buf);
+    return LLMS_OK;
+}
+
 
 llms_status cpu_matmul(threadpool *pool, const lalloc *a, const weight *w, const float *x, int64_t n,
                        float *y) {
     if (n < GEMM_MIN_TOKENS) return matvec(pool, a, w, x, n, y);
     const int64_t K = w->cols, N = w->rows;
+    if (qgemm_available() && qgemm_type_supported(w->type) && K % 32 == 0)
+        return qgemm(pool, a, w, x, n, y);
     if (w->type == LLMS_TYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)N, (int)K, 1.0f, x, (int)K,
                     (const float *)w->data, (int)K, 0.0f, y, (int)N);

@@ -1,0 +1,3 @@
+module llmserve
+
+go 1.19

@@ -1,0 +1,332 @@
+#include <pthread.h>
+#include <string.h>
+
+#include "prefix_cache.h"
+#include "../core/error.h"
+#include "../core/params.h"
+#include "../session/session_batch.h"
+
+#define N_BUCKETS 4096u
+
+typedef struct pc_entry {
+    struct pc_entry *next;      /* bucket chain */
+    uint64_t id, parent;        /* parent = 0 for a group's first block */
+    uint32_t group;
+    int32_t tokens[KV_BLOCK_TOKENS];
+    kv_block *block;
+    uint64_t stamp;             /* last use, for LRU */
+    uint32_t depth;             /* position in the chain: deeper blocks go first on a tie */
+    uint32_t pinned;
+} pc_entry;
+
+struct llms_cache {
+    llms_model *m;
+    const lalloc *a;
+    llms_cache_params p;
+    pthread_mutex_t lock;
+    pc_entry *buckets[N_BUCKETS];
+    uint64_t next_id, clock;
+    char **groups;              /* interned sharing-group names; index = id */
+    uint32_t n_groups, cap_groups;
+    uint64_t n_entries, n_pinned, hits, misses, evictions, inserts;
+};
+
+LLMS_API void llms_cache_params_init(llms_cache_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
+    p->budget_bytes = 256u << 20;
+}
+
+LLMS_API void llms_cache_stats_init(llms_cache_stats *s) {
+    if (!s) return;
+    memset(s, 0, sizeof *s);
+    s->struct_size = sizeof *s;
+}
+
+LLMS_API llms_status llms_cache_create(llms_model *m, const llms_cache_params *params, llms_cache **out) {
+    if (!out) return err_set(LLMS_ERR_INVALID_ARGUMENT, "llms_cache_create: out is NULL");
+    *out = NULL;
+    if (!m) return err_set(LLMS_ERR_INVALID_ARGUMENT, "llms_cache_create: model is NULL");
+    if (!m->kv_ready) return err_set(LLMS_ERR_STATE, "the model was loaded without weights (vocab only)");
+    llms_cache_params p;
+    llms_cache_params_init(&p);
+    if (!params_merge(&p, sizeof p, params))
+        return err_set(LLMS_ERR_INVALID_ARGUMENT, "llms_cache_params: struct_size too small");
+    if (p.budget_bytes == 0) p.budget_bytes = 256u << 20;
+    llms_cache *c = xcalloc(m->alloc, 1, sizeof *c);
+    if (!c) return ERR_OOM();
+    c->m = m;
+    c->a = m->alloc;
+    c->p = p;
+    c->next_id = 1;
+    if (pthread_mutex_init(&c->lock, NULL)) {
+        xfree(c->a, c);
+        return err_set(LLMS_ERR_INTERNAL, "mutex init failed");
+    }
+    *out = c;
+    return LLMS_OK;
+}
+
+static void drop_entry(llms_cache *c, pc_entry **link) {
+    pc_entry *e = *link;
+    *link = e->next;
+    if (e->pinned) c->n_pinned--;
+    kv_block_release(&c->m->kv, e->block);
+    xfree(c->a, e);
+    c->n_entries--;
+}
+
+LLMS_API void llms_cache_destroy(llms_cache *c) {
+    if (!c) return;
+    for (uint32_t b = 0; b < N_BUCKETS; b++)
+        while (c->buckets[b]) drop_entry(c, &c->buckets[b]);
+    for (uint32_t i = 0; i < c->n_groups; i++) xfree(c->a, c->groups[i]);
+    xfree(c->a, c->groups);
+    pthread_mutex_destroy(&c->lock);
+    xfree(c->a, c);
+}
+
+llms_model *pcache_model(const llms_cache *c) { return c->m; }
+
+/* Interned id of a group name, or -1 (only when adding fails). With
+ * add = 0, an unknown name gives -1: nothing of it can be cached. */
+static int64_t group_id(llms_cache *c, const char *g, int add) {
+    if (!g) g = "";
+    for (uint32_t i = 0; i < c->n_groups; i++)
+        if (strcmp(c->groups[i], g) == 0) return i;
+    if (!add) return -1;
+    if (c->n_groups == c->cap_groups) {
+        uint32_t cap = c->cap_groups ? c->cap_groups * 2 : 8;
+        char **ng = xrealloc_array(c->a, c->groups, cap, sizeof *ng);
+        if (!ng) return -1;
+        c->groups = ng;
+        c->cap_groups = cap;
+    }
+    char *d = xstrndup(c->a, g, strlen(g));
+    if (!d) return -1;
+    c->groups[c->n_groups] = d;
+    return c->n_groups++;
+}
+
+static uint32_t key_hash(uint64_t parent, uint32_t group, const int32_t *t) {
+    uint64_t h = 1469598103934665603ull;
+    h = (h ^ parent) * 1099511628211ull;
+    h = (h ^ group) * 1099511628211ull;
+    for (int i = 0; i < KV_BLOCK_TOKENS; i++) h = (h ^ (uint32_t)t[i]) * 1099511628211ull;
+    return (uint32_t)(h ^ (h >> 32)) % N_BUCKETS;
+}
+
+static pc_entry **find(llms_cache *c, uint64_t parent, uint32_t group, const int32_t *t) {
+    pc_entry **l = &c->buckets[key_hash(parent, group, t)];
+    for (; *l; l = &(*l)->next) {
+        pc_entry *e = *l;
+        if (e->parent == parent && e->group == group && memcmp(e->tokens, t, sizeof e->tokens) == 0)
+            return l;
+    }
+    return l;
+}
+
+llms_status pcache_acquire(llms_cache *c, const char *group, const int32_t *tokens, uint32_t n,
+                           uint32_t max_blocks, llms_session *s, uint32_t *n_cached) {
+    *n_cached = 0;
+    uint32_t want = n / KV_BLOCK_TOKENS;
+    if (want > max_blocks) want = max_blocks;
+    kv_block **found = want ? xcalloc(c->a, want, sizeof *found) : NULL;
+    if (want && !found) return ERR_OOM();
+    uint32_t nf = 0;
+    llms_status st = LLMS_OK;
+    pthread_mutex_lock(&c->lock);
+    int64_t g = group_id(c, group, 0);
+    uint64_t parent = 0;
+    c->clock++;
+    while (g >= 0 && nf < want) {
+        pc_entry *e = *find(c, parent, (uint32_t)g, tokens + (size_t)nf * KV_BLOCK_TOKENS);
+        if (!e) break;
+        e->stamp = c->clock;
+        found[nf++] = e->block;
+        parent = e->id;
+    }
+    /* Attach under the cache lock so no block is evicted in between. */
+    if (nf) st = session_batch_attach(s, found, nf);
+    if (!st) {
+        *n_cached = nf * KV_BLOCK_TOKENS;
+        c->hits += *n_cached;
+        c->misses += n - *n_cached;
+    }
+    pthread_mutex_unlock(&c->lock);
+    xfree(c->a, found);
+    return st;
+}
+
+static void evict_over_budget(llms_cache *c);
+
+void pcache_insert(llms_cache *c, const char *group, const int32_t *tokens, uint32_t n, const kv_seq *seq) {
+    uint32_t nb = n / KV_BLOCK_TOKENS;
+    if (nb > seq->n_blocks) nb = seq->n_blocks;
+    pthread_mutex_lock(&c->lock);
+    int64_t g = group_id(c, group, 1);
+    uint64_t parent = 0;
+    c->clock++;
+    for (uint32_t i = 0; g >= 0 && i < nb; i++) {
+        const int32_t *t = tokens + (size_t)i * KV_BLOCK_TOKENS;
+        pc_entry **l = find(c, parent, (uint32_t)g, t);
+        if (*l) {
+            (*l)->stamp = c->clock;
+            parent = (*l)->id;
+            continue;
+        }
+        pc_entry *e = xcalloc(c->a, 1, sizeof *e);
+        if (!e) break;  /* caching is an optimisation: skip on failure */
+        e->id = c->next_id++;
+        e->parent = parent;
+        e->depth = i;
+        e->group = (uint32_t)g;
+        memcpy(e->tokens, t, sizeof e->tokens);
+        e->block = seq->blocks[i];
+        kv_block_retain(&c->m->kv, e->block);
+        e->stamp = c->clock;
+        *l = e;
+        c->n_entries++;
+        c->inserts++;
+        parent = e->id;
+    }
+    evict_over_budget(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The least recently used entry no request uses and nobody pinned. */
+static pc_entry **lru_victim(llms_cache *c) {
+    pc_entry **best = NULL;
+    for (uint32_t b = 0; b < N_BUCKETS; b++)
+        for (pc_entry **l = &c->buckets[b]; *l; l = &(*l)->next) {
+            pc_entry *e = *l;
+            if (e->pinned || kv_block_refcount(&c->m->kv, e->block) > 1) continue;
+            /* Blocks of one prompt share a stamp; evicting the deepest first
+             * keeps the rest of the chain reachable. */
+            if (!best || e->stamp < (*best)->stamp || (e->stamp == (*best)->stamp && e->depth > (*best)->depth))
+                best = l;
+        }
+    return best;
+}
+
+static uint32_t evict_locked(llms_cache *c, uint32_t n) {
+    uint32_t done = 0;
+    while (done < n) {
+        pc_entry **v = lru_victim(c);
+        if (!v) break;
+        drop_entry(c, v);
+        c->evictions++;
+        done++;
+    }
+    return done;
+}
+
+static void evict_over_budget(llms_cache *c) {
+    uint64_t bb = kv_block_bytes(&c->m->kv);
+    while (c->n_entries * bb > c->p.budget_bytes)
+        if (!evict_locked(c, 1)) break;
+}
+
+void pcache_trim(llms_cache *c) {
+    pthread_mutex_lock(&c->lock);
+    evict_over_budget(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+uint32_t pcache_evict(llms_cache *c, uint32_t n) {
+    pthread_mutex_lock(&c->lock);
+    uint32_t d = evict_locked(c, n);
+    pthread_mutex_unlock(&c->lock);
+    return d;
+}
+
+LLMS_API llms_status llms_cache_get_stats(llms_cache *c, llms_cache_stats *out) {
+    if (!c || !out) return err_set(LLMS_ERR_INVALID_ARGUMENT, "llms_cache_get_stats: NULL argument");
+    llms_cache_stats s;
+    llms_cache_stats_init(&s);
+    pthread_mutex_lock(&c->lock);
+    s.blocks_used = c->n_entries;
+    s.blocks_pinned = c->n_pinned;
+    s.bytes_used = c->n_entries * kv_block_bytes(&c->m->kv);
+    s.hit_tokens = c->hits;
+    s.miss_tokens = c->misses;
+    s.evictions = c->evictions;
+    s.inserts = c->inserts;
+    pthread_mutex_unlock(&c->lock);
+    if (!params_emit(out, &s, sizeof s))
+        return err_set(LLMS_ERR_INVALID_ARGUMENT, "llms_cache_stats: struct_size too small");
+    return LLMS_OK;
+}
+
+/* Walk the chain of tokens in group; apply delta to each entry's pin count. */
+static size_t pin_walk(llms_cache *c, const char *group, const int32_t *tokens, size_t n, int delta) {
+    int64_t g = group_id(c, group, 0);
+    if (g < 0) return 0;
+    uint64_t parent = 0;
+    size_t i = 0;
+    for (; (i + 1) * KV_BLOCK_TOKENS <= n; i++) {
+        pc_entry *e = *find(c, parent, (uint32_t)g, tokens + i * KV_BLOCK_TOKENS);
+        if (!e) break;
+        if (delta > 0) {
+            if (e->pinned++ == 0) c->n_pinned++;
+        } else if (e->pinned) {
+            if (--e->pinned == 0) c->n_pinned--;
+        }
+        parent = e->id;
+    }
+    return i * KV_BLOCK_TOKENS;
+}
+
+/* The host names a group by the tenant name or the sharing group; the
+ * scheduler keys them as "t:<tenant>" and "g:<group>" (see
+ * llms_scheduler_set_tenant), so both are tried. */
+static size_t pin_both(llms_cache *c, const char *name, const int32_t *tokens, size_t n, int delta) {
+    if (!name) name = "";
+    size_t len = strlen(name), best = 0;
+    char *key = xmalloc(c->a, len + 3);
+    if (!key) return 0;
+    memcpy(key + 2, name, len + 1);
+    for (int i = 0; i < 2; i++) {
+        memcpy(key, i ? "g:" : "t:", 2);
+        size_t k = pin_walk(c, key, tokens, n, delta);
+        if (k > best) best = k;
+    }
+    xfree(c->a, key);
+    return best;
+}
+
+LLMS_API llms_status llms_cache_pin(llms_cache *c, const char *group, const int32_t *tokens, size_t n,
+                                    size_t *n_pinned) {
+    if (n_pinned) *n_pinned = 0;
+    if (!c || (!tokens && n)) return err_set(LLMS_ERR_INVALID_ARGUMENT, "llms_cache_pin: NULL argument");
+    pthread_mutex_lock(&c->lock);
+    size_t k = pin_both(c, group, tokens, n, 1);
+    pthread_mutex_unlock(&c->lock);
+    if (n_pinned) *n_pinned = k;
+    return LLMS_OK;
+}
+
+LLMS_API llms_status llms_cache_unpin(llms_cache *c, const char *group, const int32_t *tokens, size_t n) {
+    if (!c || (!tokens && n)) return err_set(LLMS_ERR_INVALID_ARGUMENT, "llms_cache_unpin: NULL argument");
+    pthread_mutex_lock(&c->lock);
+    pin_both(c, group, tokens, n, -1);
+    evict_over_budget(c);
+    pthread_mutex_unlock(&c->lock);
+    return LLMS_OK;
+}
+
+LLMS_API llms_status llms_cache_clear(llms_cache *c) {
+    if (!c) return err_set(LLMS_ERR_INVALID_ARGUMENT, "llms_cache_clear: cache is NULL");
+    pthread_mutex_lock(&c->lock);
+    for (uint32_t b = 0; b < N_BUCKETS; b++) {
+        pc_entry **l = &c->buckets[b];
+        while (*l) {
+            if (kv_block_refcount(&c->m->kv, (*l)->block) > 1) { l = &(*l)->next; continue; }
+            drop_entry(c, l);
+            c->evictions++;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return LLMS_OK;
+}

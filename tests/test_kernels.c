@@ -1,0 +1,219 @@
+/*
+ * Prefill kernels (quant/qgemm.h) against references:
+ *  - unpacking: s*u + m per block equals the scalar dequantizer of every
+ *    supported type (up to one float rounding of the product);
+ *  - activation quantization: the Q8_0 quantizer's values and scales;
+ *  - the 16-row tile product, scalar kernel and AVX512-VNNI kernel, against
+ *    a double-precision product of the dequantized weights and dequantized
+ *    activations, for full and partial tiles and every token-panel width.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmserve.h"
+#include "quant/quant.h"
+#include "quant/qgemm.h"
+#include "quant/qdot512.h"
+#include "backend/cpu/vec.h"
+#include "quant/types.h"
+
+static const uint32_t TYPES[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q4_1, LLMS_TYPE_Q5_0, LLMS_TYPE_Q5_1,
+                                 LLMS_TYPE_Q8_0, LLMS_TYPE_Q2_K, LLMS_TYPE_Q3_K, LLMS_TYPE_Q4_K,
+                                 LLMS_TYPE_Q5_K, LLMS_TYPE_Q6_K};
+#define NTYPES (sizeof TYPES / sizeof TYPES[0])
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void *xaligned(size_t n) {
+    void *p = NULL;
+    assert_int_equal(posix_memalign(&p, 64, n ? n : 64), 0);
+    memset(p, 0, n);
+    return p;
+}
+
+static void test_unpack_matches_dequantize(void **state) {
+    (void)state;
+    const int64_t K = 512;
+    float x[512], deq[512], s[64], m[64];
+    uint8_t u[512], q[1024];
+    for (size_t k = 0; k < NTYPES; k++) {
+        assert_true(qgemm_type_supported(TYPES[k]));
+        for (int rep = 0; rep < 4; rep++) {
+            for (int i = 0; i < K; i++) x[i] = frand() * (rep + 1) + (rep == 3 ? 0.5f : 0.0f);
+            quant_quantize_row(TYPES[k], x, q, K);
+            quant_dequantize_row(TYPES[k], q, deq, K);
+            int bs = qgemm_unpack_row(TYPES[k], q, K, u, s, m);
+            assert_true(bs == 16 || bs == 32);
+            for (int i = 0; i < K; i++) {
+                float w = s[i / bs] * (float)u[i] + m[i / bs];
+                float tol = 4e-7f * (fabsf(s[i / bs]) * 255.0f + fabsf(m[i / bs])) + 1e-12f;
+                if (fabsf(w - deq[i]) > tol)
+                    fail_msg("%s element %d: unpacked %g, dequantized %g", llms_type_name((int32_t)TYPES[k]), i, w,
+                             deq[i]);
+            }
+        }
+    }
+    assert_false(qgemm_type_supported(LLMS_TYPE_F16));
+    assert_int_equal(qgemm_unpack_row(LLMS_TYPE_F32, x, 32, u, s, m), 0);
+}
+
+static void run_tile_case(uint32_t type, int64_t K, int rows, int64_t n) {
+    const type_traits *tt = type_get(type);
+    const uint64_t rb = type_row_bytes(tt, (uint64_t)K);
+    uint8_t *w = xaligned(rb * 16);
+    float *x = xaligned((size_t)(n * K) * sizeof(float));
+    float *row = xaligned((size_t)K * sizeof(float));
+    for (int r = 0; r < 16; r++) {
+        for (int64_t i = 0; i < K; i++) row[i] = frand() * (1.0f + 0.1f * r);
+        quant_quantize_row(type, row, w + r * rb, K);
+    }
+    for (int64_t i = 0; i < n * K; i++) x[i] = frand() * 2.0f;
+    qgemm_act act;
+    void *abuf = xaligned(qgemm_act_bytes(n, K));
+    qgemm_act_init(&act, abuf, n, K);
+    for (int64_t t = 0; t < n; t++) qgemm_act_quantize(&act, t, x + t * K);
+    /* The activations are exactly the Q8_0 quantizer's. */
+    uint8_t *q8 = xaligned((size_t)(K / 32) * 34);
+    float *xd = xaligned((size_t)(n * K) * sizeof(float));
+    for (int64_t t = 0; t < n; t++) {
+        quant_quantize_row(LLMS_TYPE_Q8_0, x + t * K, q8, K);
+        quant_dequantize_row(LLMS_TYPE_Q8_0, q8, xd + t * K, K);
+        for (int64_t i = 0; i < K; i++)
+            assert_true(xd[t * K + i] == (float)act.q[t * K + i] * act.d32[t * (K / 32) + i / 32]);
+    }
+    const int64_t ldy = 21;
+    float *ys = xaligned((size_t)(n * ldy) * sizeof(float)), *yv = xaligned((size_t)(n * ldy) * sizeof(float));
+    for (int64_t i = 0; i < n * ldy; i++) ys[i] = yv[i] = -12345.0f;
+    void *tile = xaligned(qgemm_tile_bytes(K));
+    qgemm_tile(type, w, rb, rows, &act, ys, ldy, tile, QUANT_ISA_SCALAR);
+    qgemm_tile(type, w, rb, rows, &act, yv, ldy, tile, quant_isa_best());
+    for (int r = 0; r < rows; r++) {
+        quant_dequantize_row(type, w + r * rb, row, K);
+        for (int64_t t = 0; t < n; t++) {
+            double ref = 0, mag = 0;
+            for (int64_t i = 0; i < K; i++) {
+                ref += (double)row[i] * xd[t * K + i];
+                mag += fabs((double)row[i] * xd[t * K + i]);
+            }
+            double tol = 1e-5 * mag + 1e-6;
+            float a = ys[t * ldy + r], b = yv[t * ldy + r];
+            if (fabs(a - ref) > tol || fabs(b - ref) > tol)
+                fail_msg("%s K=%lld rows=%d n=%lld: row %d token %lld: scalar %.6g simd %.6g reference %.6g",
+                         llms_type_name((int32_t)type), (long long)K, rows, (long long)n, r, (long long)t, a, b, ref);
+        }
+    }
+    /* Nothing written outside the tile's rows. */
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t c = rows; c < ldy; c++) {
+            assert_true(ys[t * ldy + c] == -12345.0f);
+            assert_true(yv[t * ldy + c] == -12345.0f);
+        }
+    free(w); free(x); free(row); free(abuf); free(q8); free(xd); free(ys); free(yv); free(tile);
+}
+
+static void test_tile_products(void **state) {
+    (void)state;
+    printf("# qgemm fast kernel: %s\n", qgemm_available() ? "avx512-vnni" : "none (scalar only)");
+    for (size_t k = 0; k < NTYPES; k++) {
+        run_tile_case(TYPES[k], 512, 16, 13);  /* 8 + 4 + 1 token panels */
+        run_tile_case(TYPES[k], 256, 5, 3);    /* a partial tile */
+        if (type_get(TYPES[k])->block_size == 32) run_tile_case(TYPES[k], 96, 16, 9);
+    }
+}
+
+/* Decode kernels (quant/qdot512.h) against the scalar reference dot product. */
+static void test_qdot512(void **state) {
+    (void)state;
+    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0};
+    const int64_t Ks[] = {128, 192, 2048, 5632};
+    if (!qdot512_supported(LLMS_TYPE_Q4_0, 128)) {
+        printf("# qdot512: not available on this CPU\n");
+        assert_false(qdot512_supported(LLMS_TYPE_Q8_0, 64));
+        return;
+    }
+    for (size_t k = 0; k < 2; k++)
+        for (size_t kk = 0; kk < sizeof Ks / sizeof Ks[0]; kk++) {
+            const int64_t K = Ks[kk];
+            if (!qdot512_supported(types[k], K)) {
+                assert_true(types[k] == LLMS_TYPE_Q4_0 && K % 128 != 0);
+                continue;
+            }
+            const int64_t rows = 7;
+            const uint64_t rb = type_row_bytes(type_get(types[k]), (uint64_t)K);
+            uint8_t *w = xaligned(rb * rows + 64);
+            float *x = xaligned((size_t)K * sizeof(float));
+            uint8_t *act = xaligned((size_t)(K / 32) * 34);
+            void *prep = xaligned(qdot512_act_bytes(types[k], K));
+            float out[7];
+            for (int64_t r = 0; r < rows; r++) {
+                for (int64_t i = 0; i < K; i++) x[i] = frand() * (1.0f + (float)r);
+                quant_quantize_row(types[k], x, w + r * rb, K);
+            }
+            for (int64_t i = 0; i < K; i++) x[i] = frand() * 3.0f;
+            quant_quantize_row(LLMS_TYPE_Q8_0, x, act, K);
+            qdot512_prepare(types[k], K, act, prep);
+            qdot512_rows(types[k], K, w, rb, rows, prep, out);
+            quant_dot_fn ref = quant_vec_dot_get(types[k], QUANT_ISA_SCALAR);
+            for (int64_t r = 0; r < rows; r++) {
+                float want;
+                ref(K, w + r * rb, act, &want);
+                if (fabsf(out[r] - want) > 1e-5f * (fabsf(want) + 1.0f) * sqrtf((float)K))
+                    fail_msg("%s K=%lld row %lld: %.7g vs scalar %.7g", llms_type_name((int32_t)types[k]), (long long)K,
+                             (long long)r, out[r], want);
+            }
+            free(w); free(x); free(act); free(prep);
+        }
+}
+
+/* Attention helpers: every level against the portable reference. */
+static void test_vec_ops(void **state) {
+    (void)state;
+    const int Ds[] = {64, 128, 24, 13};
+    const size_t stride = 300;
+    float *q = xaligned(160 * sizeof(float)), *k = xaligned(stride * 16 * sizeof(float));
+    float w[16], ref[16], got[16];
+    float *acc_ref = xaligned(160 * sizeof(float)), *acc = xaligned(160 * sizeof(float));
+    for (size_t i = 0; i < stride * 16; i++) k[i] = frand();
+    for (int i = 0; i < 160; i++) q[i] = frand();
+    for (int i = 0; i < 16; i++) w[i] = frand();
+    const vec_ops *r = vec_get(VEC_ISA_SCALAR);
+    for (int isa = 0; isa < VEC_ISA_COUNT; isa++)
+        for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++) {
+            const int D = Ds[di];
+            const vec_ops *o = vec_get(isa);
+            for (int n = 1; n <= 16; n += 5) {
+                r->dots(q, k, stride, n, D, ref);
+                o->dots(q, k, stride, n, D, got);
+                for (int i = 0; i < n; i++) assert_true(fabsf(got[i] - ref[i]) <= 1e-5f * (float)D);
+                for (int d = 0; d < D; d++) acc_ref[d] = acc[d] = q[d];
+                r->axpys(acc_ref, k, stride, w, n, D);
+                o->axpys(acc, k, stride, w, n, D);
+                for (int d = 0; d < D; d++) assert_true(fabsf(acc[d] - acc_ref[d]) <= 1e-5f * (float)n);
+            }
+        }
+    free(q); free(k); free(acc_ref); free(acc);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unpack_matches_dequantize),
+        cmocka_unit_test(test_tile_products),
+        cmocka_unit_test(test_qdot512),
+        cmocka_unit_test(test_vec_ops),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}

@@ -1,0 +1,871 @@
+/*
+ * Vulkan backend: device listing and context selection, and every shader
+ * against the CPU reference on random shapes (odd sizes, sizes that are not
+ * multiples of the 16x16 tiles or of the 64-wide workgroups).
+ *
+ * Needs a Vulkan 1.2 device; lavapipe (mesa-vulkan-drivers) serves. Without
+ * one the tests skip, except in CI (CI set), where they fail.
+ * The Khronos validation layer is on (LLMS_VK_VALIDATION=1, the default here
+ * when the layer is installed; set it to 0 to turn it off), and any error
+ * it reports fails the test that caused it.
+ *
+ * Tolerances (float32 on both sides; the device sums in another order and
+ * may fuse multiply-adds):
+ *   matrix products: |y - ref| <= 1e-4 * sum_c |w_c x_c| + 1e-5, against a
+ *     double-precision dot of the CPU's own dequantized weights (the shader's
+ *     dequantization is then exact up to that rounding);
+ *   rmsnorm, rope, swiglu, add: 1e-5 relative + 1e-6 absolute;
+ *   softmax: 1e-5 relative + 1e-7 absolute;
+ *   attention: 1e-4 relative + 1e-5 absolute against a double softmax.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "llmserve.h"
+#include "backend/backend.h"
+#include "backend/vulkan/ops.h"
+#include "backend/vulkan/vk.h"
+#include "backend/vulkan/vk_ctx.h"
+#include "model/model.h"
+#include "quant/quant.h"
+#include "quant/types.h"
+#include "support/fixtures.h"
+
+static vk_dev *g_dev;
+static const char *g_skip_reason;
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 16);
+}
+static float frand(void) { return (float)(rnd() % 2000001) / 1000000.0f - 1.0f; }  /* [-1, 1] */
+static uint32_t urange(uint32_t lo, uint32_t hi) { return lo + rnd() % (hi - lo + 1); }
+
+/* Mesa's drivers allocate some state once per process (under
+ * pthread_once) and keep it in globals; the loader unloads them with the
+ * last instance, after which LeakSanitizer sees that state as leaked.
+ * Keeping the drivers resident keeps it reachable. Missing ones are
+ * simply not there. */
+static void pin_mesa_drivers(void) {
+    static const char *libs[] = {"libvulkan_lvp.so", "libvulkan_intel.so", "libvulkan_intel_hasvk.so",
+                                 "libvulkan_radeon.so"};
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) dlopen(libs[i], RTLD_LAZY | RTLD_NODELETE);
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    pin_mesa_drivers();
+    vk_inst *vi;
+    if (vk_inst_create(&lalloc_libc, &vi) != LLMS_OK) {
+        g_skip_reason = llms_errmsg();
+        return 0;
+    }
+    int32_t idx = vk_inst_pick(vi, 1);
+    if (idx < 0) {
+        vk_inst_destroy(vi);
+        g_skip_reason = "no Vulkan 1.2 device";
+        return 0;
+    }
+    if (vk_dev_create(vi, (uint32_t)idx, 0, &g_dev) != LLMS_OK) {
+        g_skip_reason = llms_errmsg();
+        g_dev = NULL;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    vk_dev_destroy(g_dev);
+    return 0;
+}
+
+/* Skips (or fails in CI) without a device. */
+static void need_device(void) {
+    if (g_dev) return;
+    if (getenv("CI")) fail_msg("no Vulkan device in CI: %s", g_skip_reason ? g_skip_reason : "?");
+    print_message("skipping: no Vulkan device (%s)\n", g_skip_reason ? g_skip_reason : "?");
+    skip();
+}
+
+static uint64_t g_val_allowed;   /* errors provoked on purpose */
+
+static void check_validation(void) {
+    if (vk_validation_errors() > g_val_allowed)
+        fail_msg("validation layer reported %llu error(s); last: %s",
+                 (unsigned long long)vk_validation_errors(), vk_validation_last());
+}
+
+static vk_buf make_buf(const void *data, uint64_t bytes) {
+    vk_buf b;
+    assert_int_equal(vk_buf_create(g_dev, bytes, 1, &b), LLMS_OK);
+    if (data) assert_int_equal(vk_buf_write(g_dev, &b, 0, data, bytes), LLMS_OK);
+    else memset(b.map, 0, bytes);
+    return b;
+}
+
+static float *rand_vec(size_t n) {
+    float *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++) v[i] = frand();
+    return v;
+}
+
+static void close_rel(const float *got, const float *want, size_t n, double rel, double abs_tol,
+                      const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]);
+        if (!(err <= rel * fabs(want[i]) + abs_tol))
+            fail_msg("%s: element %zu: got %.9g want %.9g", what, i, got[i], want[i]);
+    }
+}
+
+/* ---- device listing and context selection -------------------------- */
+
+static void test_device_api(void **state) {
+    (void)state;
+    need_device();
+    int32_t n = -1;
+    assert_int_equal(llms_device_count(&n), LLMS_OK);
+    assert_true(n >= 1);
+    for (int32_t i = 0; i < n; i++) {
+        llms_device_info info;
+        llms_device_info_init(&info);
+        assert_int_equal(llms_device_get_info(i, &info), LLMS_OK);
+        assert_true(info.name[0] != 0);
+        assert_true(info.type >= LLMS_DEVICE_OTHER && info.type <= LLMS_DEVICE_CPU);
+        assert_true(info.api_version >= ((1u << 22) | (2u << 12)));
+        assert_true(info.max_workgroup_size >= 128);
+        print_message("device %d: %s type %d subgroup %u memory %llu MiB features 0x%x\n", (int)i, info.name,
+                      (int)info.type, info.subgroup_size, (unsigned long long)(info.memory_bytes >> 20),
+                      info.features);
+    }
+    llms_device_info info;
+    llms_device_info_init(&info);
+    assert_int_equal(llms_device_get_info(n, &info), LLMS_ERR_NOT_FOUND);
+    assert_int_equal(llms_device_get_info(-1, &info), LLMS_ERR_NOT_FOUND);
+    assert_int_equal(llms_device_count(NULL), LLMS_ERR_INVALID_ARGUMENT);
+    /* A short (older) output struct gets only the fields that fit. */
+    struct { uint32_t struct_size; int32_t type; char c; } small = {8, -5, 'x'};
+    assert_int_equal(llms_device_get_info(0, (llms_device_info *)&small), LLMS_OK);
+    assert_true(small.type >= 0);
+    assert_int_equal(small.c, 'x');
+
+    /* An explicit request gets the device, lavapipe included. */
+    llms_context_params p;
+    llms_context_params_init(&p);
+    p.backend = LLMS_BACKEND_VULKAN;
+    llms_context *ctx;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_OK);
+    assert_int_equal(llms_context_backend(ctx), LLMS_BACKEND_VULKAN);
+    llms_context_destroy(ctx);
+    /* A bad index is an error, and the CPU backend stays usable. */
+    p.device_index = n + 3;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_ERR_NOT_FOUND);
+    assert_null(ctx);
+    assert_non_null(strstr(llms_errmsg(), "device_index"));
+    p.device_index = 0;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_OK);
+    llms_context_destroy(ctx);
+    llms_context_params_init(&p);
+    p.backend = LLMS_BACKEND_CPU;
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_OK);
+    assert_int_equal(llms_context_backend(ctx), LLMS_BACKEND_CPU);
+    llms_context_destroy(ctx);
+    /* AUTO never lands on unfinished code or on a CPU driver. */
+    llms_context_params_init(&p);
+    assert_int_equal(llms_context_create(&p, &ctx), LLMS_OK);
+    if (!vk_forward_ready()) assert_int_equal(llms_context_backend(ctx), LLMS_BACKEND_CPU);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
+static void test_memory_budget(void **state) {
+    (void)state;
+    need_device();
+    vk_inst *vi;
+    assert_int_equal(vk_inst_create(&lalloc_libc, &vi), LLMS_OK);
+    vk_dev *d;
+    assert_int_equal(vk_dev_create(vi, (uint32_t)vk_inst_pick(vi, 1), 1 << 20, &d), LLMS_OK);
+    vk_buf a, b;
+    assert_int_equal(vk_buf_create(d, 768 << 10, 0, &a), LLMS_OK);
+    assert_int_equal(vk_buf_create(d, 512 << 10, 0, &b), LLMS_ERR_DEVICE_MEMORY);
+    assert_non_null(strstr(llms_errmsg(), "budget"));
+    /* Device-local round trip, through staging where not host-visible. */
+    uint8_t src[1001], dst[1001];
+    for (int i = 0; i < 1001; i++) src[i] = (uint8_t)(i * 7);
+    assert_int_equal(vk_buf_write(d, &a, 12, src, sizeof src), LLMS_OK);
+    assert_int_equal(vk_buf_read(d, &a, 12, dst, sizeof dst), LLMS_OK);
+    assert_memory_equal(src, dst, sizeof src);
+    vk_buf_destroy(d, &a);
+    assert_int_equal(vk_buf_create(d, 512 << 10, 0, &b), LLMS_OK);
+    vk_buf_destroy(d, &b);
+    vk_dev_destroy(d);
+    check_validation();
+}
+
+/* ---- matrix products --------------------------------------------------- */
+
+static const uint32_t k_types[] = {LLMS_TYPE_F32, LLMS_TYPE_F16, LLMS_TYPE_Q8_0,
+                                   LLMS_TYPE_Q4_0, LLMS_TYPE_Q4_K, LLMS_TYPE_Q6_K};
+
+/* Random weights of `type` as stored in a file, and the CPU's dequantized
+ * view of the same bytes. */
+static uint8_t *make_weights(uint32_t type, uint32_t rows, uint32_t cols, uint32_t *row_bytes, float **deq) {
+    const type_traits *tt = type_get(type);
+    assert_non_null(tt);
+    *row_bytes = (uint32_t)type_row_bytes(tt, cols);
+    uint8_t *w = malloc((size_t)rows * *row_bytes + 4);
+    float *f = malloc((size_t)rows * cols * sizeof *f);
+    assert_true(w && f);
+    float *src = rand_vec(cols);
+    for (uint32_t r = 0; r < rows; r++) {
+        for (uint32_t c = 0; c < cols; c++) src[c] = frand();
+        uint8_t *row = w + (size_t)r * *row_bytes;
+        if (type == LLMS_TYPE_F32) memcpy(row, src, (size_t)cols * 4);
+        else if (type == LLMS_TYPE_F16)
+            for (uint32_t c = 0; c < cols; c++) {
+                uint16_t h = fp32_to_fp16(src[c]);
+                memcpy(row + 2 * c, &h, 2);
+            }
+        else {
+            assert_true(quant_can_quantize(type));
+            quant_quantize_row(type, src, row, cols);
+        }
+        quant_dequantize_row(type, row, f + (size_t)r * cols, cols);
+    }
+    free(src);
+    *deq = f;
+    return w;
+}
+
+static void check_matrix(int tiled) {
+    for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
+        uint32_t type = k_types[ti];
+        uint32_t bs = type_get(type)->block_size;
+        for (int rep = 0; rep < 3; rep++) {
+            uint32_t rows = urange(1, 70);
+            uint32_t cols = bs == 1 ? urange(1, 300) : bs * urange(1, bs == 256 ? 3 : 9);
+            uint32_t n_tok = tiled ? urange(1, 37) : urange(1, 4);
+            uint32_t row_bytes;
+            float *deq;
+            uint8_t *w = make_weights(type, rows, cols, &row_bytes, &deq);
+            /* The weights sit at an offset in their buffer, as tensors in a
+             * shared upload would. */
+            uint32_t w_off = 4 * urange(0, 5);
+            uint8_t *wb = calloc(1, (size_t)w_off + (size_t)rows * row_bytes + 4);
+            memcpy(wb + w_off, w, (size_t)rows * row_bytes);
+            uint32_t x_stride = cols + urange(0, 3), y_stride = rows + urange(0, 3);
+            float *x = rand_vec((size_t)n_tok * x_stride);
+            vk_buf bw = make_buf(wb, (uint64_t)w_off + (uint64_t)rows * row_bytes);
+            vk_buf bx = make_buf(x, (uint64_t)n_tok * x_stride * 4);
+            vk_buf by = make_buf(NULL, (uint64_t)n_tok * y_stride * 4);
+            vk_mat m = {&bw, w_off, type, rows, cols, row_bytes};
+            assert_int_equal(vk_begin(g_dev), LLMS_OK);
+            assert_int_equal(tiled ? vk_op_matmul(g_dev, &m, &bx, x_stride, n_tok, &by, y_stride)
+                                   : vk_op_matvec(g_dev, &m, &bx, x_stride, n_tok, &by, y_stride),
+                             LLMS_OK);
+            assert_int_equal(vk_submit(g_dev), LLMS_OK);
+            const float *y = by.map;
+            for (uint32_t t = 0; t < n_tok; t++)
+                for (uint32_t r = 0; r < rows; r++) {
+                    double ref = 0, mag = 0;
+                    for (uint32_t c = 0; c < cols; c++) {
+                        double p = (double)deq[(size_t)r * cols + c] * x[(size_t)t * x_stride + c];
+                        ref += p;
+                        mag += fabs(p);
+                    }
+                    double err = fabs(y[(size_t)t * y_stride + r] - ref);
+                    if (!(err <= 1e-4 * mag + 1e-5))
+                        fail_msg("%s type %u rows %u cols %u n_tok %u: y[%u][%u] = %.7g, want %.7g",
+                                 tiled ? "matmul" : "matvec", type, rows, cols, n_tok, t, r,
+                                 y[(size_t)t * y_stride + r], ref);
+                }
+            vk_buf_destroy(g_dev, &bw);
+            vk_buf_destroy(g_dev, &bx);
+            vk_buf_destroy(g_dev, &by);
+            free(w);
+            free(wb);
+            free(deq);
+            free(x);
+        }
+    }
+    check_validation();
+}
+
+/* Both reductions: portable, and subgroup where the device has it. */
+static void test_matvec(void **state) {
+    (void)state;
+    need_device();
+    const int sg = g_dev->subgroup_arith;
+    g_dev->subgroup_arith = 0;
+    check_matrix(0);
+    if (sg) {
+        g_dev->subgroup_arith = 1;
+        check_matrix(0);
+    } else {
+        print_message("no subgroup arithmetic: portable matvec only\n");
+    }
+    g_dev->subgroup_arith = sg;
+}
+
+static void test_matmul_tiled(void **state) {
+    (void)state;
+    need_device();
+    check_matrix(1);
+}
+
+/* ---- element-wise and row kernels ------------------------------------- */
+
+static void test_rmsnorm(void **state) {
+    (void)state;
+    need_device();
+    for (int rep = 0; rep < 4; rep++) {
+        uint32_t n = urange(1, 333), rows = urange(1, 9), stride = n + urange(0, 5);
+        float *x = rand_vec((size_t)rows * stride), *g = rand_vec(n);
+        float *ref = calloc((size_t)rows * stride, sizeof *ref);
+        const float eps = 1e-5f;
+        for (uint32_t t = 0; t < rows; t++) {
+            double ss = 0;
+            for (uint32_t i = 0; i < n; i++) ss += (double)x[t * stride + i] * x[t * stride + i];
+            double sc = 1.0 / sqrt(ss / n + eps);
+            for (uint32_t i = 0; i < n; i++) ref[t * stride + i] = (float)(x[t * stride + i] * sc * g[i]);
+        }
+        vk_buf bx = make_buf(x, (uint64_t)rows * stride * 4), bg = make_buf(g, n * 4);
+        vk_buf bo = make_buf(NULL, (uint64_t)rows * stride * 4);
+        assert_int_equal(vk_begin(g_dev), LLMS_OK);
+        assert_int_equal(vk_op_rmsnorm(g_dev, &bx, &bg, &bo, n, stride, rows, eps), LLMS_OK);
+        assert_int_equal(vk_submit(g_dev), LLMS_OK);
+        for (uint32_t t = 0; t < rows; t++)
+            close_rel((float *)bo.map + t * stride, ref + t * stride, n, 1e-5, 1e-6, "rmsnorm");
+        vk_buf_destroy(g_dev, &bx);
+        vk_buf_destroy(g_dev, &bg);
+        vk_buf_destroy(g_dev, &bo);
+        free(x);
+        free(g);
+        free(ref);
+    }
+    check_validation();
+}
+
+static void test_rope(void **state) {
+    (void)state;
+    need_device();
+    for (int neox = 0; neox <= 1; neox++)
+        for (int rep = 0; rep < 3; rep++) {
+            uint32_t head_dim = 2 * urange(1, 40), n_rot = 2 * urange(1, head_dim / 2);
+            uint32_t n_heads = urange(1, 5), n_tok = urange(1, 7), stride = n_heads * head_dim + urange(0, 3);
+            uint32_t half = n_rot / 2;
+            float *v = rand_vec((size_t)n_tok * stride), *ref = malloc((size_t)n_tok * stride * 4);
+            float *cs = malloc((size_t)n_tok * half * 2 * 4);
+            memcpy(ref, v, (size_t)n_tok * stride * 4);
+            for (uint32_t t = 0; t < n_tok; t++)
+                for (uint32_t i = 0; i < half; i++) {
+                    double ang = (double)urange(0, 5000) * pow(10000.0, -2.0 * i / n_rot);
+                    cs[(t * half + i) * 2] = (float)cos(ang);
+                    cs[(t * half + i) * 2 + 1] = (float)sin(ang);
+                }
+            for (uint32_t t = 0; t < n_tok; t++)
+                for (uint32_t h = 0; h < n_heads; h++) {
+                    float *vec = ref + t * stride + h * head_dim;
+                    for (uint32_t i = 0; i < half; i++) {
+                        float c = cs[(t * half + i) * 2], s = cs[(t * half + i) * 2 + 1];
+                        uint32_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+                        float a = vec[i0], b = vec[i1];
+                        vec[i0] = a * c - b * s;
+                        vec[i1] = a * s + b * c;
+                    }
+                }
+            vk_buf bv = make_buf(v, (uint64_t)n_tok * stride * 4), bc = make_buf(cs, (uint64_t)n_tok * half * 8);
+            assert_int_equal(vk_begin(g_dev), LLMS_OK);
+            assert_int_equal(vk_op_rope(g_dev, &bv, &bc, n_tok, n_heads, head_dim, n_rot, neox, stride), LLMS_OK);
+            assert_int_equal(vk_submit(g_dev), LLMS_OK);
+            close_rel(bv.map, ref, (size_t)n_tok * stride, 1e-5, 1e-6, neox ? "rope neox" : "rope norm");
+            vk_buf_destroy(g_dev, &bv);
+            vk_buf_destroy(g_dev, &bc);
+            free(v);
+            free(ref);
+            free(cs);
+        }
+    check_validation();
+}
+
+static void test_swiglu_add(void **state) {
+    (void)state;
+    need_device();
+    /* 70001 spans more than one 64-wide group row and ends mid-group. */
+    const uint32_t sizes[] = {1, 63, 65, 1000, 70001};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        uint32_t n = sizes[k];
+        float *g = rand_vec(n), *u = rand_vec(n), *ref = malloc(n * 4), *ref2 = malloc(n * 4);
+        for (uint32_t i = 0; i < n; i++) {
+            g[i] *= 8;
+            ref[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+            ref2[i] = ref[i] + g[i];
+        }
+        vk_buf bg = make_buf(g, n * 4), bu = make_buf(u, n * 4), bo = make_buf(NULL, n * 4);
+        assert_int_equal(vk_begin(g_dev), LLMS_OK);
+        assert_int_equal(vk_op_swiglu(g_dev, &bg, &bu, &bo, n), LLMS_OK);
+        assert_int_equal(vk_submit(g_dev), LLMS_OK);
+        close_rel(bo.map, ref, n, 1e-5, 1e-6, "swiglu");
+        /* Residual add, chained in one command buffer after a second swiglu:
+         * checks the barrier between dependent dispatches too. */
+        memset(bo.map, 0, n * 4);
+        assert_int_equal(vk_begin(g_dev), LLMS_OK);
+        assert_int_equal(vk_op_swiglu(g_dev, &bg, &bu, &bo, n), LLMS_OK);
+        assert_int_equal(vk_op_add(g_dev, &bo, &bg, n), LLMS_OK);
+        assert_int_equal(vk_submit(g_dev), LLMS_OK);
+        close_rel(bo.map, ref2, n, 1e-5, 1e-6, "add");
+        vk_buf_destroy(g_dev, &bg);
+        vk_buf_destroy(g_dev, &bu);
+        vk_buf_destroy(g_dev, &bo);
+        free(g);
+        free(u);
+        free(ref);
+        free(ref2);
+    }
+    check_validation();
+}
+
+static void test_softmax(void **state) {
+    (void)state;
+    need_device();
+    for (int rep = 0; rep < 4; rep++) {
+        uint32_t n = urange(1, 2000), rows = urange(1, 5), stride = n + urange(0, 4);
+        float *x = rand_vec((size_t)rows * stride), *ref = malloc((size_t)rows * stride * 4);
+        for (size_t i = 0; i < (size_t)rows * stride; i++) x[i] *= 30;  /* large logits: needs the max shift */
+        for (uint32_t t = 0; t < rows; t++) {
+            double m = -INFINITY, s = 0;
+            for (uint32_t i = 0; i < n; i++) m = fmax(m, x[t * stride + i]);
+            for (uint32_t i = 0; i < n; i++) s += exp(x[t * stride + i] - m);
+            for (uint32_t i = 0; i < n; i++) ref[t * stride + i] = (float)(exp(x[t * stride + i] - m) / s);
+        }
+        vk_buf bx = make_buf(x, (uint64_t)rows * stride * 4);
+        assert_int_equal(vk_begin(g_dev), LLMS_OK);
+        assert_int_equal(vk_op_softmax(g_dev, &bx, n, stride, rows), LLMS_OK);
+        assert_int_equal(vk_submit(g_dev), LLMS_OK);
+        for (uint32_t t = 0; t < rows; t++)
+            close_rel((float *)bx.map + t * stride, ref + t * stride, n, 1e-5, 1e-7, "softmax");
+        vk_buf_destroy(g_dev, &bx);
+        free(x);
+        free(ref);
+    }
+    check_validation();
+}
+
+/* ---- attention over the paged KV cache ------------------------------- */
+
+static void test_attention(void **state) {
+    (void)state;
+    need_device();
+    const uint32_t T = 16;  /* KV_BLOCK_TOKENS */
+    for (int rep = 0; rep < 4; rep++) {
+        uint32_t n_head_kv = urange(1, 3), group = urange(1, 3), n_head = n_head_kv * group;
+        uint32_t head_dim = rep == 0 ? 256 : urange(1, 100), kv_dim = n_head_kv * head_dim;
+        uint32_t n_layer = urange(1, 3), layer = urange(0, n_layer - 1);
+        uint32_t n_seq = urange(1, 3), max_pos = rep == 1 ? 200 : urange(0, 80);
+        uint32_t per_seq = max_pos / T + 1, n_blocks = n_seq * per_seq + 2;
+        uint32_t block_floats = n_layer * 2 * T * kv_dim;
+        float *kv = rand_vec((size_t)n_blocks * block_floats);
+        /* Block tables: a shuffled assignment of blocks to sequences, as a
+         * pool that has been churning would have. */
+        uint32_t *perm = malloc(n_blocks * 4);
+        for (uint32_t i = 0; i < n_blocks; i++) perm[i] = i;
+        for (uint32_t i = n_blocks - 1; i > 0; i--) {
+            uint32_t j = rnd() % (i + 1), tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+        uint32_t n_tok = urange(1, 6);
+        uint32_t *ti = malloc(n_tok * 8);
+        for (uint32_t t = 0; t < n_tok; t++) {
+            ti[2 * t] = t == 0 ? max_pos : urange(0, max_pos);
+            ti[2 * t + 1] = urange(0, n_seq - 1) * per_seq;
+        }
+        float *q = rand_vec((size_t)n_tok * n_head * head_dim), *ref = malloc((size_t)n_tok * n_head * head_dim * 4);
+        float scale = 1.0f / sqrtf((float)head_dim);
+        for (uint32_t t = 0; t < n_tok; t++)
+            for (uint32_t h = 0; h < n_head; h++) {
+                uint32_t kvh = h / group, pos = ti[2 * t], tab = ti[2 * t + 1];
+                double *sc = malloc((pos + 1) * sizeof *sc), m = -INFINITY, s = 0;
+                for (uint32_t p = 0; p <= pos; p++) {
+                    const float *k = kv + (size_t)perm[tab + p / T] * block_floats +
+                                     ((size_t)layer * 2 * T + p % T) * kv_dim + kvh * head_dim;
+                    double dot = 0;
+                    for (uint32_t dd = 0; dd < head_dim; dd++)
+                        dot += (double)q[(t * n_head + h) * head_dim + dd] * k[dd];
+                    sc[p] = dot * scale;
+                    m = fmax(m, sc[p]);
+                }
+                for (uint32_t p = 0; p <= pos; p++) s += (sc[p] = exp(sc[p] - m));
+                for (uint32_t dd = 0; dd < head_dim; dd++) {
+                    double acc = 0;
+                    for (uint32_t p = 0; p <= pos; p++) {
+                        const float *v = kv + (size_t)perm[tab + p / T] * block_floats +
+                                         (((size_t)layer * 2 + 1) * T + p % T) * kv_dim + kvh * head_dim;
+                        acc += sc[p] * v[dd];
+                    }
+                    ref[(t * n_head + h) * head_dim + dd] = (float)(acc / s);
+                }
+                free(sc);
+            }
+        vk_buf bq = make_buf(q, (uint64_t)n_tok * n_head * head_dim * 4);
+        vk_buf bkv = make_buf(kv, (uint64_t)n_blocks * block_floats * 4);
+        vk_buf bt = make_buf(perm, n_blocks * 4), bti = make_buf(ti, n_tok * 8);
+        vk_buf bo = make_buf(NULL, (uint64_t)n_tok * n_head * head_dim * 4);
+        vk_attn_args a = {n_tok, n_head, n_head_kv, head_dim, layer, kv_dim, block_floats, scale};
+        assert_int_equal(vk_begin(g_dev), LLMS_OK);
+        assert_int_equal(vk_op_attention(g_dev, &bq, &bkv, &bt, &bti, &bo, &a), LLMS_OK);
+        assert_int_equal(vk_submit(g_dev), LLMS_OK);
+        close_rel(bo.map, ref, (size_t)n_tok * n_head * head_dim, 1e-4, 1e-5, "attention");
+        vk_buf_destroy(g_dev, &bq);
+        vk_buf_destroy(g_dev, &bkv);
+        vk_buf_destroy(g_dev, &bt);
+        vk_buf_destroy(g_dev, &bti);
+        vk_buf_destroy(g_dev, &bo);
+        free(kv);
+        free(perm);
+        free(ti);
+        free(q);
+        free(ref);
+    }
+    check_validation();
+}
+
+/* ---- whole model ---------------------------------------------------- */
+
+static const char *k_models[] = {
+    "models/aidreams260K.gguf",          "models/rand-llama-spm-d128-f16.gguf",
+    "models/rand-llama-spm-d128-q4_0.gguf", "models/rand-llama-spm-d128-q8_0.gguf",
+    "models/rand-llama-spm-d256-f16.gguf", "models/rand-llama-spm-d256-q4_k_m.gguf",
+};
+
+/* All logits of one token sequence, fed as a prompt chunk (tiled matrix
+ * kernel), one decode token (matrix-vector kernel) and another chunk. */
+static float *model_logits(const char *path, int32_t backend, const int32_t *toks, size_t n, int32_t *n_vocab) {
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.backend = backend;
+    cp.n_threads = 2;
+    llms_context *ctx;
+    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    assert_int_equal(llms_context_backend(ctx), backend);
+    llms_model *m;
+    if (llms_model_load(ctx, path, NULL, &m) != LLMS_OK) fail_msg("load %s: %s", path, llms_errmsg());
+    llms_session_params sp;
+    llms_session_params_init(&sp);
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, &sp, &s), LLMS_OK);
+    int32_t V = llms_model_n_vocab(m);
+    float *all = malloc(n * (size_t)V * sizeof *all);
+    size_t cuts[4] = {0, n - 8, n - 7, n};
+    for (int k = 0; k < 3; k++) {
+        llms_status st = llms_session_feed_tokens_logits(s, toks + cuts[k], cuts[k + 1] - cuts[k],
+                                                         all + cuts[k] * (size_t)V);
+        if (st != LLMS_OK) fail_msg("%s backend %d: %s", path, (int)backend, llms_errmsg());
+    }
+    llms_session_destroy(s);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    *n_vocab = V;
+    return all;
+}
+
+/* The device forward pass against the CPU backend, per fixture model.
+ * Tolerance, max |vk - cpu| over every logit of every position:
+ *   float weights: 2e-3 * max(1, max |cpu|) (summation order only);
+ *   Q8_0, Q4_0: 0.30 and Q4_K_M: 0.50 absolute (logits spread about 3):
+ *   the CPU quantizes activations to 8 bits for its dot products and the
+ *   device keeps them in float32, the same gap tests/test_model.c allows
+ *   between llama.cpp and a float32 pass (0.30 / 0.40 over the top 10;
+ *   here over the whole vocabulary).
+ * The greedy token (argmax) must agree whenever the CPU's top two logits
+ * are apart by more than the tolerance. */
+static void test_model_logits(void **state) {
+    (void)state;
+    need_device();
+    for (size_t k = 0; k < sizeof k_models / sizeof k_models[0]; k++) {
+        const char *path = fixture_path(k_models[k]);
+        if (!path) {
+            fixture_missing(k_models[k]);
+            continue;
+        }
+        enum { N = 37 };   /* crosses two KV blocks, not a multiple of anything */
+        int32_t toks[N];
+        toks[0] = 1;
+        for (int i = 1; i < N; i++) toks[i] = (int32_t)(3 + rnd() % 250);
+        int32_t V, V2;
+        float *cpu = model_logits(path, LLMS_BACKEND_CPU, toks, N, &V);
+        float *vk = model_logits(path, LLMS_BACKEND_VULKAN, toks, N, &V2);
+        assert_int_equal(V, V2);
+        int quant = strstr(path, "q4_") || strstr(path, "q8_");
+        double worst = 0;
+        for (int t = 0; t < N; t++) {
+            const float *c = cpu + (size_t)t * V, *g = vk + (size_t)t * V;
+            double mx = 0, err = 0;
+            int ac = 0, ag = 0;
+            for (int i = 0; i < V; i++) {
+                mx = fmax(mx, fabs(c[i]));
+                err = fmax(err, fabs((double)c[i] - g[i]));
+                if (c[i] > c[ac]) ac = i;
+                if (g[i] > g[ag]) ag = i;
+            }
+            double tol = !quant ? 2e-3 * fmax(1, mx) : strstr(path, "q4_k") ? 0.50 : 0.30;
+            worst = fmax(worst, err / tol);
+            if (err > tol) fail_msg("%s pos %d: max |vk - cpu| = %g > %g", k_models[k], t, err, tol);
+            double second = -INFINITY;
+            for (int i = 0; i < V; i++)
+                if (i != ac) second = fmax(second, c[i]);
+            if (ac != ag && c[ac] - second > tol)
+                fail_msg("%s pos %d: argmax %d on the device, %d on the CPU", k_models[k], t, ag, ac);
+        }
+        print_message("%s: worst error %.3f of the tolerance\n", k_models[k], worst);
+        free(cpu);
+        free(vk);
+    }
+    check_validation();
+}
+
+/* The same with device-local memory never mapped, so weights, inputs and
+ * results go through staging buffers as on a discrete GPU. */
+static void test_model_logits_staging(void **state) {
+    need_device();
+    setenv("LLMS_VK_NO_HOST_MAP", "1", 1);
+    test_model_logits(state);
+    unsetenv("LLMS_VK_NO_HOST_MAP");
+}
+
+/* One multi-sequence batch, as the scheduler builds them: two sequences
+ * of different lengths interleaved in one prefill pass, then one decode
+ * token each in a second pass (per-sequence block tables on the device),
+ * and the same in the deterministic mode. Against the CPU backend. */
+static float *batch_logits(int32_t backend, const char *path, uint32_t flags, int32_t *n_vocab) {
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.backend = backend;
+    cp.n_threads = 2;
+    llms_context *ctx;
+    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    llms_model *m;
+    assert_int_equal(llms_model_load(ctx, path, NULL, &m), LLMS_OK);
+    kv_seq s[2];
+    memset(s, 0, sizeof s);
+    enum { L0 = 21, L1 = 12, N = L0 + L1 };
+    assert_int_equal(kv_seq_reserve(&m->kv, &s[0], L0 + 1, 0), LLMS_OK);
+    assert_int_equal(kv_seq_reserve(&m->kv, &s[1], L1 + 1, 0), LLMS_OK);
+    int32_t tok[N];
+    uint32_t pos[N], seq[N];
+    uint8_t want[N];
+    uint32_t n0 = 0, n1 = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        /* Interleave the two prompts: 0, 1, 0, 1 ... then the rest of 0. */
+        uint32_t q = (i % 2 && n1 < L1) || n0 == L0 ? 1 : 0;
+        seq[i] = q;
+        pos[i] = q ? n1++ : n0++;
+        tok[i] = (int32_t)(pos[i] == 0 ? 1 : 3 + (pos[i] * 7 + q * 13) % 200);
+        want[i] = 1;
+    }
+    kv_seq *seqs[2] = {&s[0], &s[1]};
+    fwd_batch b = {N, tok, pos, seq, want, seqs, 2, flags};
+    int32_t V = (int32_t)m->hp.n_vocab;
+    float *out = malloc((size_t)(N + 2) * V * sizeof *out);
+    assert_non_null(out);
+    assert_int_equal(backend_forward(m, &b, out), LLMS_OK);
+    int32_t tok2[2] = {5, 6};
+    uint32_t pos2[2] = {L0, L1}, seq2[2] = {0, 1};
+    uint8_t want2[2] = {1, 1};
+    fwd_batch b2 = {2, tok2, pos2, seq2, want2, seqs, 2, flags};
+    if (backend_forward(m, &b2, out + (size_t)N * V) != LLMS_OK) fail_msg("decode pass: %s", llms_errmsg());
+    kv_seq_free(&m->kv, &s[0]);
+    kv_seq_free(&m->kv, &s[1]);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    *n_vocab = V;
+    return out;
+}
+
+static void test_multi_sequence_batch(void **state) {
+    (void)state;
+    need_device();
+    const char *path = fixture_path("models/rand-llama-spm-d128-f16.gguf");
+    if (!path) {
+        fixture_missing("models/rand-llama-spm-d128-f16.gguf");
+        return;
+    }
+    for (uint32_t flags = 0; flags <= FWD_DETERMINISTIC; flags += FWD_DETERMINISTIC) {
+        enum { ROWS = 33 + 2 };
+        int32_t V;
+        float *cpu = batch_logits(LLMS_BACKEND_CPU, path, flags, &V);
+        float *vk = batch_logits(LLMS_BACKEND_VULKAN, path, flags, &V);
+        for (int r = 0; r < ROWS; r++) {
+            double mx = 0, err = 0;
+            for (int i = 0; i < V; i++) {
+                mx = fmax(mx, fabs(cpu[(size_t)r * V + i]));
+                err = fmax(err, fabs((double)cpu[(size_t)r * V + i] - vk[(size_t)r * V + i]));
+            }
+            if (err > 2e-3 * fmax(1, mx)) fail_msg("flags %u row %d: max |vk - cpu| = %g", flags, r, err);
+        }
+        free(cpu);
+        free(vk);
+    }
+    check_validation();
+}
+
+/* A model over the device memory budget: a clear error from the pass that
+ * needs the weights, and the host carries on (the CPU backend works). */
+static void test_model_over_budget(void **state) {
+    (void)state;
+    need_device();
+    const char *path = fixture_path("models/aidreams260K.gguf");
+    if (!path) {
+        fixture_missing("models/aidreams260K.gguf");
+        return;
+    }
+    for (int backend = LLMS_BACKEND_VULKAN; backend >= LLMS_BACKEND_CPU; backend--) {
+        llms_context_params cp;
+        llms_context_params_init(&cp);
+        cp.backend = backend;
+        cp.device_memory_budget = 64 << 10;   /* the model has about 1 MB of weights */
+        llms_context *ctx;
+        assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+        llms_model *m;
+        assert_int_equal(llms_model_load(ctx, path, NULL, &m), LLMS_OK);
+        llms_session_params sp;
+        llms_session_params_init(&sp);
+        llms_session *s;
+        assert_int_equal(llms_session_create(m, &sp, &s), LLMS_OK);
+        int32_t toks[3] = {1, 50, 60};
+        float *lg = malloc(3 * (size_t)llms_model_n_vocab(m) * sizeof *lg);
+        llms_status st = llms_session_feed_tokens_logits(s, toks, 3, lg);
+        if (backend == LLMS_BACKEND_VULKAN) {
+            assert_int_equal(st, LLMS_ERR_DEVICE_MEMORY);
+            assert_non_null(strstr(llms_errmsg(), "budget"));
+        } else {
+            assert_int_equal(st, LLMS_OK);
+        }
+        free(lg);
+        llms_session_destroy(s);
+        llms_model_destroy(m);
+        llms_context_destroy(ctx);
+    }
+    check_validation();
+}
+
+/* llms-generate --backend vulkan reproduces the reference completions. */
+static void test_generate_reference_text(void **state) {
+    (void)state;
+    need_device();
+    const char *model = fixture_path("models/aidreams260K.gguf");
+    const char *gpath = fixture_path("models/aidreams260K.golden.json");
+    if (!model || !gpath) {
+        fixture_missing("models/aidreams260K.gguf");
+        return;
+    }
+    const char *bin = getenv("LLMS_BIN");
+    if (!bin) bin = "build/bin";
+    char *text = read_file_all(gpath, NULL);
+    cJSON *g = cJSON_Parse(text);
+    free(text);
+    assert_non_null(g);
+    const cJSON *c;
+    int n_cases = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
+        const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;
+        const char *expect = cJSON_GetObjectItem(c, "completion")->valuestring;
+        int n_steps = cJSON_GetArraySize(cJSON_GetObjectItem(c, "steps"));
+        assert_true(!strchr(prompt, '\'') && !strchr(model, '\''));
+        char cmd[4096], outp[64];
+        snprintf(outp, sizeof outp, "/tmp/llms_vk_gen.%d", (int)getpid());
+        snprintf(cmd, sizeof cmd,
+                 "%s/llms-generate --backend vulkan --model '%s' --prompt '%s' --max-tokens %d "
+                 "--temperature 0 > %s 2>/dev/null",
+                 bin, model, prompt, n_steps, outp);
+        int rc = system(cmd);
+        char *out = read_file_all(outp, NULL);
+        remove(outp);
+        assert_int_equal(rc, 0);
+        assert_non_null(out);
+        if (strcmp(out, expect) != 0) fail_msg("prompt '%s':\n  got      '%s'\n  expected '%s'", prompt, out, expect);
+        free(out);
+        n_cases++;
+    }
+    assert_true(n_cases >= 1);
+    cJSON_Delete(g);
+}
+
+/* With LLMS_VK_VALIDATION=1 the layer is really on and its errors really
+ * reach the counter: provoke one (a zero-sized buffer) and see it counted. */
+static void test_validation_catches_errors(void **state) {
+    (void)state;
+    need_device();
+    const char *v = getenv("LLMS_VK_VALIDATION");
+    if (!v || v[0] != '1') {
+        print_message("skipping: LLMS_VK_VALIDATION is not 1\n");
+        skip();
+    }
+    assert_true(g_dev->vi->validation);
+    uint64_t before = vk_validation_errors();
+    VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                              .size = 0,
+                              .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT};
+    VkBuffer buf = VK_NULL_HANDLE;
+    VkResult r = g_dev->vkCreateBuffer(g_dev->dev, &bci, NULL, &buf);
+    if (r == VK_SUCCESS) g_dev->vkDestroyBuffer(g_dev->dev, buf, NULL);
+    assert_true(vk_validation_errors() > before);
+    print_message("validation layer caught: %.120s\n", vk_validation_last());
+    g_val_allowed = vk_validation_errors();
+}
+
+/* The public output struct's layout is ABI. */
+static void test_device_info_layout(void **state) {
+    (void)state;
+    assert_int_equal(offsetof(llms_device_info, type), 4);
+    assert_int_equal(offsetof(llms_device_info, name), 8);
+    assert_int_equal(offsetof(llms_device_info, vendor_id), 264);
+    assert_int_equal(offsetof(llms_device_info, subgroup_size), 276);
+    assert_int_equal(offsetof(llms_device_info, memory_bytes), 280);
+    assert_int_equal(offsetof(llms_device_info, features), 288);
+    assert_int_equal(offsetof(llms_device_info, max_workgroup_size), 292);
+    assert_int_equal(sizeof(llms_device_info), 296);
+}
+
+int main(void) {
+    /* Validation is on by default wherever the layer is installed (as in
+     * CI, with Debian's vulkan-validationlayers); LLMS_VK_VALIDATION=0
+     * turns it off. */
+    if (!getenv("LLMS_VK_VALIDATION") &&
+        access("/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json", R_OK) == 0)
+        setenv("LLMS_VK_VALIDATION", "1", 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_api),
+        cmocka_unit_test(test_memory_budget),
+        cmocka_unit_test(test_matvec),
+        cmocka_unit_test(test_matmul_tiled),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_swiglu_add),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_model_logits),
+        cmocka_unit_test(test_model_logits_staging),
+        cmocka_unit_test(test_multi_sequence_batch),
+        cmocka_unit_test(test_model_over_budget),
+        cmocka_unit_test(test_generate_reference_text),
+        cmocka_unit_test(test_device_info_layout),
+        cmocka_unit_test(test_validation_catches_errors),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
