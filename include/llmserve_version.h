@@ -7,7 +7,7 @@
 #define LLMSERVE_VERSION_H
 
 #define LLMS_VERSION_MAJOR 0
-#define LLMS_VERSION_MINOR 1
+#define LLMS_VERSION_MINOR 2
 #define LLMS_VERSION_PATCH 0
 
 /* Encoded as MAJOR*1000000 + MINOR*1000 + PATCH, comparable with llms_version_number(). */

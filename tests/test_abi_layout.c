@@ -6,6 +6,8 @@
  * version. x86_64/aarch64 LP64 layouts. This also guards the frozen array
  * structs (llms_chat_message, llms_logit_bias, llms_token_logprob), whose
  * growth libabigail would see only through a suppressed parent struct.
+ * Regenerate the expected values only together with a soname major bump,
+ * or for structs that are new in this version.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -121,6 +123,113 @@ static void test_struct_layouts(void **state) {
     CHECK_FIELD(llms_step_result, top_logprobs, 32, 8);
     CHECK_FIELD(llms_step_result, n_top_logprobs, 40, 4);
     CHECK_FIELD(llms_step_result, n_generated, 44, 4);
+    CHECK_STRUCT(llms_quantize_params, 8, 4);
+    CHECK_FIELD(llms_quantize_params, struct_size, 0, 4);
+    CHECK_FIELD(llms_quantize_params, ftype, 4, 4);
+    CHECK_STRUCT(llms_random_model_params, 80, 8);
+    CHECK_FIELD(llms_random_model_params, struct_size, 0, 4);
+    CHECK_FIELD(llms_random_model_params, arch, 8, 8);
+    CHECK_FIELD(llms_random_model_params, name, 16, 8);
+    CHECK_FIELD(llms_random_model_params, n_vocab, 44, 4);
+    CHECK_FIELD(llms_random_model_params, n_ctx_train, 48, 4);
+    CHECK_FIELD(llms_random_model_params, rope_freq_base, 52, 4);
+    CHECK_FIELD(llms_random_model_params, rms_eps, 56, 4);
+    CHECK_FIELD(llms_random_model_params, tied, 60, 4);
+    CHECK_FIELD(llms_random_model_params, qkv_bias, 64, 4);
+    CHECK_FIELD(llms_random_model_params, ftype, 68, 4);
+    CHECK_FIELD(llms_random_model_params, seed, 72, 8);
+    CHECK_STRUCT(llms_cache_params, 16, 8);
+    CHECK_FIELD(llms_cache_params, struct_size, 0, 4);
+    CHECK_FIELD(llms_cache_params, budget_bytes, 8, 8);
+    CHECK_STRUCT(llms_cache_stats, 64, 8);
+    CHECK_FIELD(llms_cache_stats, struct_size, 0, 4);
+    CHECK_FIELD(llms_cache_stats, blocks_used, 8, 8);
+    CHECK_FIELD(llms_cache_stats, blocks_pinned, 16, 8);
+    CHECK_FIELD(llms_cache_stats, bytes_used, 24, 8);
+    CHECK_FIELD(llms_cache_stats, hit_tokens, 32, 8);
+    CHECK_FIELD(llms_cache_stats, miss_tokens, 40, 8);
+    CHECK_FIELD(llms_cache_stats, evictions, 48, 8);
+    CHECK_FIELD(llms_cache_stats, inserts, 56, 8);
+    CHECK_STRUCT(llms_event, 80, 8);
+    CHECK_FIELD(llms_event, struct_size, 0, 4);
+    CHECK_FIELD(llms_event, type, 4, 4);
+    CHECK_FIELD(llms_event, request_id, 8, 8);
+    CHECK_FIELD(llms_event, user_tag, 16, 8);
+    CHECK_FIELD(llms_event, finish_reason, 24, 4);
+    CHECK_FIELD(llms_event, status, 28, 4);
+    CHECK_FIELD(llms_event, token, 32, 4);
+    CHECK_FIELD(llms_event, n_generated, 36, 4);
+    CHECK_FIELD(llms_event, text_buf, 40, 8);
+    CHECK_FIELD(llms_event, text_cap, 48, 8);
+    CHECK_FIELD(llms_event, text_len, 56, 8);
+    CHECK_FIELD(llms_event, prompt_tokens, 64, 4);
+    CHECK_FIELD(llms_event, cached_tokens, 68, 4);
+    CHECK_FIELD(llms_event, completion_tokens, 72, 4);
+    CHECK_STRUCT(llms_scheduler_params, 64, 8);
+    CHECK_FIELD(llms_scheduler_params, struct_size, 0, 4);
+    CHECK_FIELD(llms_scheduler_params, flags, 4, 4);
+    CHECK_FIELD(llms_scheduler_params, max_batch_tokens, 8, 4);
+    CHECK_FIELD(llms_scheduler_params, max_running, 12, 4);
+    CHECK_FIELD(llms_scheduler_params, queue_capacity, 16, 4);
+    CHECK_FIELD(llms_scheduler_params, n_ctx, 20, 4);
+    CHECK_FIELD(llms_scheduler_params, kv_budget_bytes, 24, 8);
+    CHECK_FIELD(llms_scheduler_params, event_fn, 32, 8);
+    CHECK_FIELD(llms_scheduler_params, event_user, 40, 8);
+    CHECK_FIELD(llms_scheduler_params, cache, 48, 8);
+    CHECK_FIELD(llms_scheduler_params, aging_ms, 56, 4);
+    CHECK_STRUCT(llms_request_params, 72, 8);
+    CHECK_FIELD(llms_request_params, struct_size, 0, 4);
+    CHECK_FIELD(llms_request_params, flags, 4, 4);
+    CHECK_FIELD(llms_request_params, prompt, 8, 8);
+    CHECK_FIELD(llms_request_params, prompt_len, 16, 8);
+    CHECK_FIELD(llms_request_params, tokens, 24, 8);
+    CHECK_FIELD(llms_request_params, n_tokens, 32, 8);
+    CHECK_FIELD(llms_request_params, sampling, 40, 8);
+    CHECK_FIELD(llms_request_params, tenant, 48, 8);
+    CHECK_FIELD(llms_request_params, priority, 56, 4);
+    CHECK_FIELD(llms_request_params, deadline_ms, 60, 4);
+    CHECK_FIELD(llms_request_params, user_tag, 64, 8);
+    CHECK_STRUCT(llms_tenant_params, 48, 8);
+    CHECK_FIELD(llms_tenant_params, struct_size, 0, 4);
+    CHECK_FIELD(llms_tenant_params, name, 8, 8);
+    CHECK_FIELD(llms_tenant_params, max_concurrent, 16, 4);
+    CHECK_FIELD(llms_tenant_params, tokens_per_minute, 20, 4);
+    CHECK_FIELD(llms_tenant_params, max_prompt_tokens, 24, 4);
+    CHECK_FIELD(llms_tenant_params, max_output_tokens, 28, 4);
+    CHECK_FIELD(llms_tenant_params, weight, 32, 4);
+    CHECK_FIELD(llms_tenant_params, sharing_group, 40, 8);
+    CHECK_STRUCT(llms_scheduler_stats, 152, 8);
+    CHECK_FIELD(llms_scheduler_stats, struct_size, 0, 4);
+    CHECK_FIELD(llms_scheduler_stats, requests_submitted, 8, 8);
+    CHECK_FIELD(llms_scheduler_stats, requests_finished, 16, 8);
+    CHECK_FIELD(llms_scheduler_stats, requests_cancelled, 24, 8);
+    CHECK_FIELD(llms_scheduler_stats, requests_timed_out, 32, 8);
+    CHECK_FIELD(llms_scheduler_stats, requests_rejected, 40, 8);
+    CHECK_FIELD(llms_scheduler_stats, requests_failed, 48, 8);
+    CHECK_FIELD(llms_scheduler_stats, prompt_tokens, 56, 8);
+    CHECK_FIELD(llms_scheduler_stats, cached_tokens, 64, 8);
+    CHECK_FIELD(llms_scheduler_stats, generated_tokens, 72, 8);
+    CHECK_FIELD(llms_scheduler_stats, preemptions, 80, 8);
+    CHECK_FIELD(llms_scheduler_stats, steps, 88, 8);
+    CHECK_FIELD(llms_scheduler_stats, queue_depth, 96, 4);
+    CHECK_FIELD(llms_scheduler_stats, running, 100, 4);
+    CHECK_FIELD(llms_scheduler_stats, last_batch_tokens, 104, 4);
+    CHECK_FIELD(llms_scheduler_stats, kv_blocks_used, 108, 4);
+    CHECK_FIELD(llms_scheduler_stats, kv_blocks_free, 112, 4);
+    CHECK_FIELD(llms_scheduler_stats, ttft_count, 120, 8);
+    CHECK_FIELD(llms_scheduler_stats, ttft_sum_s, 128, 8);
+    CHECK_FIELD(llms_scheduler_stats, e2e_count, 136, 8);
+    CHECK_FIELD(llms_scheduler_stats, e2e_sum_s, 144, 8);
+    CHECK_STRUCT(llms_device_info, 296, 8);
+    CHECK_FIELD(llms_device_info, struct_size, 0, 4);
+    CHECK_FIELD(llms_device_info, type, 4, 4);
+    CHECK_FIELD(llms_device_info, name, 8, 256);
+    CHECK_FIELD(llms_device_info, device_id, 268, 4);
+    CHECK_FIELD(llms_device_info, api_version, 272, 4);
+    CHECK_FIELD(llms_device_info, subgroup_size, 276, 4);
+    CHECK_FIELD(llms_device_info, memory_bytes, 280, 8);
+    CHECK_FIELD(llms_device_info, features, 288, 4);
+    CHECK_FIELD(llms_device_info, max_workgroup_size, 292, 4);
 }
 
 static void test_status_numbers_frozen(void **state) {

@@ -171,7 +171,7 @@ func check(st C.llms_status, msg *msgBuf) error {
 	return &Error{Status: Status(st), Message: C.GoString(msg.ptr())}
 }
 
-// Version is the library's run-time version ("0.1.0").
+// Version is the library's run-time version ("0.2.0").
 func Version() string { return C.GoString(C.llms_version_string()) }
 
 // Backends for ContextOptions.Backend.

@@ -75,7 +75,7 @@ def _grow(call):
 
 
 def version():
-    """The library's version string ("0.1.0")."""
+    """The library's version string ("0.2.0")."""
     return _lib.llms_version_string().decode()
 
 
