@@ -1,6 +1,7 @@
 #!/bin/sh
 # Smoke tests of the example programs not covered by test_cli: the chat
-# (piped stdin, /quit, a model without a chat template) and the C++ example.
+# (piped stdin, /quit, a model without a chat template), the C++ example and
+# the scheduler's batch example.
 # Usage: tests/examples.sh BIN_DIR FIXTURES_DIR
 set -u
 bin=$1
@@ -32,6 +33,16 @@ got=$("$bin/cpp-example" "$model" "The robot" 2>/dev/null)
 [ "$got" = "$want" ] && ok "cpp-example matches llms-generate" || bad "cpp-example: '$got' != '$want'"
 "$bin/cpp-example" /nonexistent.gguf x 2>&1 | grep -q "LLMS_ERR_IO" && ok "cpp-example reports errors" \
     || bad "cpp-example error"
+
+# The batch example runs every request through the scheduler and reports
+# throughput and latency percentiles; a failure exits non-zero.
+out=$("$bin/batch" --model "$model" --requests 20 --concurrency 4 --max-tokens 8 --threads 1 --prompt "The robot" 2>&1); rc=$?
+[ $rc -eq 0 ] && echo "$out" | grep -q "^requests: 20 ok, 0 failed" && echo "$out" | grep -q "tokens/s" \
+    && echo "$out" | grep -q "^ttft ms: p50 .* p90 .* p99" && echo "$out" | grep -q "^e2e  ms: p50" \
+    && ok "batch runs concurrent requests" || bad "batch: rc=$rc: $out"
+"$bin/batch" --model /nonexistent.gguf >/dev/null 2>&1; rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 2 ] && ok "batch reports errors" || bad "batch error: rc=$rc"
+"$bin/batch" --bogus >/dev/null 2>&1; [ $? -eq 2 ] && ok "batch usage" || bad "batch usage"
 
 [ $fail -eq 0 ] && echo "[  PASSED  ] examples" || echo "[  FAILED  ] 1 test(s)."
 exit $fail

@@ -157,7 +157,10 @@ var (
 	ErrContextFull     = &Error{Status: -51}
 	ErrPromptTooLong   = &Error{Status: -52}
 	ErrTemplate        = &Error{Status: -53}
+	ErrBusy            = &Error{Status: -54}
+	ErrRateLimited     = &Error{Status: -55}
 	ErrCancelled       = &Error{Status: -56}
+	ErrTimeout         = &Error{Status: -57}
 )
 
 type msgBuf [C.GO_MSG_CAP]C.char
@@ -235,6 +238,7 @@ type Model struct {
 	ctx      *Context
 	ownCtx   bool
 	sessions int
+	scheds   int // open schedulers (scheduler.go)
 }
 
 // LoadModel loads a GGUF file on this context.
@@ -272,7 +276,7 @@ func Load(path string, opts ContextOptions) (*Model, error) {
 	return m, nil
 }
 
-// Close destroys the model; its sessions must be closed first (ErrState
+// Close destroys the model; its sessions and schedulers must be closed first (ErrState
 // otherwise). Safe to call twice.
 func (m *Model) Close() error {
 	m.mu.Lock()
@@ -280,10 +284,10 @@ func (m *Model) Close() error {
 		m.mu.Unlock()
 		return nil
 	}
-	if m.sessions > 0 {
-		n := m.sessions
+	if m.sessions > 0 || m.scheds > 0 {
+		n, k := m.sessions, m.scheds
 		m.mu.Unlock()
-		return &Error{Status: ErrState.Status, Message: fmt.Sprintf("%d sessions still open", n)}
+		return &Error{Status: ErrState.Status, Message: fmt.Sprintf("%d sessions and %d schedulers still open", n, k)}
 	}
 	C.llms_model_destroy(m.h)
 	m.h = nil
@@ -647,11 +651,13 @@ const (
 	FinishError
 	FinishCancelled
 	FinishTimeout
+	FinishRejected // scheduler: refused after submission
 )
 
-func (s *Session) begin(sp Sampling) error {
-	var p C.llms_sampling_params
-	C.llms_sampling_params_init(&p)
+// cSampling fills p from sp; the returned func frees the C copies of the
+// stop strings (the library copies them during the call that takes p).
+func cSampling(sp Sampling, p *C.llms_sampling_params) (free func()) {
+	C.llms_sampling_params_init(p)
 	p.temperature, p.top_k, p.top_p, p.min_p = C.float(sp.Temperature), C.int32_t(sp.TopK), C.float(sp.TopP), C.float(sp.MinP)
 	p.repeat_penalty, p.seed = C.float(sp.RepeatPenalty), C.uint64_t(sp.Seed)
 	p.max_tokens, p.min_tokens = C.int32_t(sp.MaxTokens), C.int32_t(sp.MinTokens)
@@ -661,14 +667,25 @@ func (s *Session) begin(sp Sampling) error {
 	// The library copies the stop strings in generate_begin.
 	if len(sp.Stop) > 0 {
 		arr := (**C.char)(C.malloc(C.size_t(len(sp.Stop)) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-		defer C.free(unsafe.Pointer(arr))
 		cs := unsafe.Slice(arr, len(sp.Stop))
 		for i, x := range sp.Stop {
 			cs[i] = C.CString(x)
-			defer C.free(unsafe.Pointer(cs[i]))
 		}
 		p.stop, p.n_stop = arr, C.uint32_t(len(sp.Stop))
+		return func() {
+			for _, c := range cs {
+				C.free(unsafe.Pointer(c))
+			}
+			C.free(unsafe.Pointer(arr))
+		}
 	}
+	return func() {}
+}
+
+func (s *Session) begin(sp Sampling) error {
+	var p C.llms_sampling_params
+	free := cSampling(sp, &p)
+	defer free()
 	var msg msgBuf
 	return check(C.go_begin(s.h, &p, msg.ptr()), &msg)
 }

@@ -5,6 +5,11 @@
         for piece in s.stream("The robot", max_tokens=32, temperature=0):
             print(piece, end="", flush=True)
 
+    # Many requests batched together (thread-safe submit, asyncio-friendly):
+    with llmserve.Model("model.gguf") as model, llmserve.Scheduler(model) as sched:
+        req = sched.submit("The robot", max_tokens=32, temperature=0)
+        print(req.result().text)
+
 The shared library is found through $LLMS_LIBRARY, else the repository's
 lib/ folder when run from a checkout, else the system loader.
 """
@@ -17,6 +22,7 @@ from ._api import (BACKEND_AUTO, BACKEND_CPU, BACKEND_VULKAN, LOG_DEBUG, LOG_ERR
                    LOG_INFO, LOG_WARN, SPECIAL_BOS, SPECIAL_EOS, SPECIAL_EOT, SPECIAL_NL,
                    SPECIAL_PAD, SPECIAL_SEP, SPECIAL_UNK, Context, Model, ModelInfo, Session,
                    Step, build_features, status_string, version)
+from ._scheduler import Request, Result, Scheduler  # noqa: F401
 
 library_path = _lib.lib_path
 

@@ -359,6 +359,41 @@ class Model(_Handle):
         return Session(self, n_ctx=n_ctx, context_shift=context_shift, n_keep=n_keep)
 
 
+def _sampling_params(max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None,
+                     repeat_penalty=None, frequency_penalty=None, presence_penalty=None,
+                     penalty_last_n=None, seed=None, min_tokens=None, stop=None,
+                     logit_bias=None, n_logprobs=None, ignore_eog=False):
+    """An llms_sampling_params and the ctypes arrays it points to (keep
+    them alive until the library has copied them). None leaves the
+    library's default in place."""
+    p = _lib.llms_sampling_params()
+    _lib.llms_sampling_params_init(byref(p))
+    for name, v in (("max_tokens", max_tokens), ("temperature", temperature), ("top_k", top_k),
+                    ("top_p", top_p), ("min_p", min_p), ("repeat_penalty", repeat_penalty),
+                    ("frequency_penalty", frequency_penalty),
+                    ("presence_penalty", presence_penalty), ("penalty_last_n", penalty_last_n),
+                    ("seed", seed), ("min_tokens", min_tokens), ("n_logprobs", n_logprobs)):
+        if v is not None:
+            setattr(p, name, v)
+    if ignore_eog:
+        p.flags |= 1
+    keep = []
+    if stop:
+        if isinstance(stop, str):
+            stop = [stop]
+        stops = (c_char_p * len(stop))(*[s.encode() for s in stop])
+        p.stop, p.n_stop = stops, len(stop)
+        keep.append(stops)
+    if logit_bias:
+        items = list(logit_bias.items())
+        lb = (_lib.llms_logit_bias * len(items))()
+        for i, (t, b) in enumerate(items):
+            lb[i].token, lb[i].bias = t, b
+        p.logit_bias, p.n_logit_bias = lb, len(items)
+        keep.append(lb)
+    return p, keep
+
+
 class Step:
     """One generated token: token id, text released (str), logprob,
     top_logprobs [(token, logprob)], and finish_reason (None until done)."""
@@ -465,31 +500,11 @@ class Session(_Handle):
     def _begin(self, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                frequency_penalty, presence_penalty, penalty_last_n, seed, min_tokens, stop,
                logit_bias, n_logprobs, ignore_eog):
-        p = _lib.llms_sampling_params()
-        _lib.llms_sampling_params_init(byref(p))
-        # None leaves the library's default in place.
-        for name, v in (("max_tokens", max_tokens), ("temperature", temperature), ("top_k", top_k),
-                        ("top_p", top_p), ("min_p", min_p), ("repeat_penalty", repeat_penalty),
-                        ("frequency_penalty", frequency_penalty),
-                        ("presence_penalty", presence_penalty), ("penalty_last_n", penalty_last_n),
-                        ("seed", seed), ("min_tokens", min_tokens), ("n_logprobs", n_logprobs)):
-            if v is not None:
-                setattr(p, name, v)
-        if ignore_eog:
-            p.flags |= 1
         # The library copies stop strings and biases in generate_begin, so
-        # these arrays only need to live through that call.
-        if stop:
-            if isinstance(stop, str):
-                stop = [stop]
-            stops = (c_char_p * len(stop))(*[s.encode() for s in stop])
-            p.stop, p.n_stop = stops, len(stop)
-        if logit_bias:
-            items = list(logit_bias.items())
-            lb = (_lib.llms_logit_bias * len(items))()
-            for i, (t, b) in enumerate(items):
-                lb[i].token, lb[i].bias = t, b
-            p.logit_bias, p.n_logit_bias = lb, len(items)
+        # the arrays in `keep` only need to live through that call.
+        p, keep = _sampling_params(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                                   frequency_penalty, presence_penalty, penalty_last_n, seed,
+                                   min_tokens, stop, logit_bias, n_logprobs, ignore_eog)
         self.finish_reason = None
         self._ck(_lib.llms_session_generate_begin(self.handle, byref(p)))
 

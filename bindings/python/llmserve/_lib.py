@@ -162,8 +162,8 @@ class llms_step_result(Structure):
 
 
 # Structs of the model-file tools, the prefix cache, the scheduler and the
-# devices: mirrored for the layout test and for the Scheduler classes still
-# to come; the Pythonic layer does not use them yet.
+# devices: mirrored for the layout test; the scheduler's are used by
+# _scheduler.Scheduler (poll API only: no event callback is ever set).
 
 class llms_quantize_params(Structure):
     _fields_ = [
@@ -447,3 +447,16 @@ _fn("llms_sampling_params_init", None, POINTER(llms_sampling_params))
 _fn("llms_step_result_init", None, POINTER(llms_step_result))
 _fn("llms_session_generate_begin", _status, _p, POINTER(llms_sampling_params))
 _fn("llms_session_step", _status, _p, POINTER(llms_step_result))
+
+_fn("llms_scheduler_params_init", None, POINTER(llms_scheduler_params))
+_fn("llms_scheduler_create", _status, _p, POINTER(llms_scheduler_params), POINTER(_p))
+_fn("llms_scheduler_destroy", None, _p)
+_fn("llms_request_params_init", None, POINTER(llms_request_params))
+_fn("llms_scheduler_submit", _status, _p, POINTER(llms_request_params), POINTER(c_uint64))
+_fn("llms_scheduler_cancel", _status, _p, c_uint64)
+_fn("llms_scheduler_poll", _status, _p, POINTER(llms_event), c_int32)
+_fn("llms_tenant_params_init", None, POINTER(llms_tenant_params))
+_fn("llms_scheduler_set_tenant", _status, _p, POINTER(llms_tenant_params))
+_fn("llms_scheduler_stats_init", None, POINTER(llms_scheduler_stats))
+_fn("llms_scheduler_get_stats", _status, _p, POINTER(llms_scheduler_stats))
+_fn("llms_scheduler_metrics_prometheus", _status, _p, c_void_p, c_size_t, POINTER(c_size_t))
