@@ -308,20 +308,28 @@ ci: deps
 CI_FUZZ_SECONDS ?= 120
 
 # The main job: the OpenAI-compatible server (examples/llms-server.c) on
-# MODEL=path.gguf; without one, on the fixture model, which has no chat
-# template, so chat requests use ChatML there. SERVER_HOST, SERVER_PORT and
-# SERVER_ARGS override the address and add options (e.g. --api-keys FILE).
-MODEL ?= $(FIXTURES)/models/aidreams260K.gguf
+# MODEL=path.gguf. Without one it serves a small random-weight llama model
+# that the project generates itself (build/demo/demo.gguf, by llms-mkmodel:
+# the server and API work end to end, but its text is noise) and says so.
+# The demo model has no chat template, so chat requests use ChatML there.
+# SERVER_HOST, SERVER_PORT and SERVER_ARGS override the address and add
+# options (e.g. --api-keys FILE).
+DEMO_MODEL := build/demo/demo.gguf
+MODEL ?= $(DEMO_MODEL)
 SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 8080
 ifeq ($(origin MODEL),file)
 SERVER_ARGS ?= --chat-template chatml
 endif
-run: deps lib examples
+$(DEMO_MODEL): | examples
+	@mkdir -p $(dir $@)
+	build/bin/llms-mkmodel --dims 256,4,4,2,768,4096 --type Q8_0 --out $@
+run: deps lib examples $(if $(filter file,$(origin MODEL)),$(DEMO_MODEL))
 	@if [ "$(origin MODEL)" = file ]; then \
-		echo "run: no MODEL given: serving the toy test model $(MODEL) (260K parameters, no chat template: ChatML is used)."; \
+		echo "run: no MODEL given: serving $(DEMO_MODEL), a random-weight demo model this project generated"; \
+		echo "run: (its output is noise; no chat template, so ChatML is used)."; \
 		echo "run: serve a real model with: make run MODEL=/path/to/model.gguf"; fi
-	@echo "run: try: curl http://$(SERVER_HOST):$(SERVER_PORT)/v1/completions -d '{\"prompt\":\"The robot\",\"max_tokens\":40,\"temperature\":0}'"
+	@echo "run: try: curl http://$(SERVER_HOST):$(SERVER_PORT)/v1/completions -d '{\"prompt\":\"Hello\",\"max_tokens\":40}'"
 	build/bin/llms-server --model "$(MODEL)" --host "$(SERVER_HOST)" --port $(SERVER_PORT) $(SERVER_ARGS)
 
 # ---- benchmarks ---------------------------------------------------------------
