@@ -57,23 +57,15 @@ int main(int argc, char **argv) {
     llms_context_params_init(&cp);
     for (int i = 1; i < argc; i++) {
         const char *v;
-        long l;
+        int r;
         if ((v = cli_opt(argc, argv, &i, "--model"))) path = v;
         else if ((v = cli_opt(argc, argv, &i, "--prompt"))) prompt = v;
         else if ((v = cli_opt(argc, argv, &i, "--requests"))) {
             if (!cli_long(v, 1, 1 << 24, &n_req)) usage(argv[0]);
         } else if ((v = cli_opt(argc, argv, &i, "--concurrency"))) {
             if (!cli_long(v, 1, 1 << 16, &conc)) usage(argv[0]);
-        } else if ((v = cli_opt(argc, argv, &i, "--max-tokens"))) {
-            if (!cli_long(v, 1, 1 << 30, &l)) usage(argv[0]);
-            sp.max_tokens = (int32_t)l;
-        } else if ((v = cli_opt(argc, argv, &i, "--temperature"))) {
-            if (!cli_float(v, &sp.temperature)) usage(argv[0]);
-        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            if (!cli_long(v, 0, 1024, &l)) usage(argv[0]);
-            cp.n_threads = (int32_t)l;
-        } else if ((v = cli_opt(argc, argv, &i, "--backend"))) {
-            if ((cp.backend = cli_backend(v)) < 0) usage(argv[0]);
+        } else if ((r = cli_common_opt(argc, argv, &i, &sp, &cp)) != 0) {
+            if (r < 0) usage(argv[0]);
         } else usage(argv[0]);
     }
     if (!path) usage(argv[0]);

@@ -30,31 +30,12 @@ int main(int argc, char **argv) {
     llms_context_params_init(&cp);
     for (int i = 1; i < argc; i++) {
         const char *v;
-        long l;
+        int r;
         if ((v = cli_opt(argc, argv, &i, "--model"))) path = v;
         else if ((v = cli_opt(argc, argv, &i, "--prompt"))) prompt = v;
         else if ((v = cli_opt(argc, argv, &i, "--stop"))) stop = v;
-        else if ((v = cli_opt(argc, argv, &i, "--max-tokens"))) {
-            if (!cli_long(v, -1, 1 << 30, &l)) usage(argv[0]);
-            sp.max_tokens = (int32_t)l;
-        } else if ((v = cli_opt(argc, argv, &i, "--temperature"))) {
-            if (!cli_float(v, &sp.temperature)) usage(argv[0]);
-        } else if ((v = cli_opt(argc, argv, &i, "--top-k"))) {
-            if (!cli_long(v, 0, 1 << 30, &l)) usage(argv[0]);
-            sp.top_k = (int32_t)l;
-        } else if ((v = cli_opt(argc, argv, &i, "--top-p"))) {
-            if (!cli_float(v, &sp.top_p)) usage(argv[0]);
-        } else if ((v = cli_opt(argc, argv, &i, "--min-p"))) {
-            if (!cli_float(v, &sp.min_p)) usage(argv[0]);
-        } else if ((v = cli_opt(argc, argv, &i, "--seed"))) {
-            char *end;
-            sp.seed = strtoull(v, &end, 10);
-            if (*end) usage(argv[0]);
-        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            if (!cli_long(v, 0, 1024, &l)) usage(argv[0]);
-            cp.n_threads = (int32_t)l;
-        } else if ((v = cli_opt(argc, argv, &i, "--backend"))) {
-            if ((cp.backend = cli_backend(v)) < 0) usage(argv[0]);
+        else if ((r = cli_common_opt(argc, argv, &i, &sp, &cp)) != 0) {
+            if (r < 0) usage(argv[0]);
         } else usage(argv[0]);
     }
     if (!path || !prompt) usage(argv[0]);

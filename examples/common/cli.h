@@ -56,4 +56,40 @@ static inline int cli_backend(const char *s) {
     return -1;
 }
 
+/* Options every generating example shares: sampling (--max-tokens,
+ * --temperature, --top-k, --top-p, --min-p, --seed) and runtime (--threads,
+ * --backend). Returns 1 if argv[*i] was one of them (value consumed), 0 if
+ * not, -1 if its value is malformed. Value ranges are the library's to check. */
+static inline int cli_common_opt(int argc, char **argv, int *i, llms_sampling_params *sp,
+                                 llms_context_params *cp) {
+    const char *v;
+    long l;
+    if ((v = cli_opt(argc, argv, i, "--max-tokens"))) {
+        if (!cli_long(v, -1, 1 << 30, &l)) return -1;
+        sp->max_tokens = (int32_t)l;
+    } else if ((v = cli_opt(argc, argv, i, "--temperature"))) {
+        if (!cli_float(v, &sp->temperature)) return -1;
+    } else if ((v = cli_opt(argc, argv, i, "--top-k"))) {
+        if (!cli_long(v, 0, 1 << 30, &l)) return -1;
+        sp->top_k = (int32_t)l;
+    } else if ((v = cli_opt(argc, argv, i, "--top-p"))) {
+        if (!cli_float(v, &sp->top_p)) return -1;
+    } else if ((v = cli_opt(argc, argv, i, "--min-p"))) {
+        if (!cli_float(v, &sp->min_p)) return -1;
+    } else if ((v = cli_opt(argc, argv, i, "--seed"))) {
+        char *end;
+        errno = 0;
+        sp->seed = strtoull(v, &end, 10);
+        if (errno || end == v || *end) return -1;
+    } else if ((v = cli_opt(argc, argv, i, "--threads"))) {
+        if (!cli_long(v, 0, 1024, &l)) return -1;
+        cp->n_threads = (int32_t)l;
+    } else if ((v = cli_opt(argc, argv, i, "--backend"))) {
+        if ((cp->backend = cli_backend(v)) < 0) return -1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 #endif
