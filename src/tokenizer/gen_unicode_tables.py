@@ -131,7 +131,7 @@ def main():
     for a, b in class_ranges(DEEPSEEK_LETTERS):
         for cp in range(a, b + 1):
             if cat.get(cp) not in ("Lu", "Ll", "Lt"):
-                sys.exit(f"deepseek letter class: U+{cp:04X} is not a cased letter")
+                raise SystemExit(f"deepseek letter class: U+{cp:04X} is not a cased letter")
 
     flags = bytearray(MAX_CP)
     for cp, gc in cat.items():
