@@ -5,7 +5,11 @@
 #   make check           test + check-exports + check-headers
 #   make abi-check       compare the ABI with the committed baseline (libabigail)
 #   make fuzz            build and run the GGUF fuzzer (clang, libFuzzer)
-#   make install/uninstall  honour PREFIX and DESTDIR
+#   make install/uninstall  honour PREFIX and DESTDIR; install-check tries them
+#   make tsan-test / python-test / go-test / cpp-test / server-test
+#   make bench           benchmarks (bench/), JSON report in build/bench/
+#   make ci              everything CI runs (installs Debian packages as root)
+#   make run             the main job: the HTTP server on MODEL=path.gguf
 
 # The version lives in include/llmserve_version.h only.
 ver = $(shell sed -n 's/^\#define LLMS_VERSION_$(1) \([0-9]*\).*/\1/p' include/llmserve_version.h)
