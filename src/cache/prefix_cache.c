@@ -17,6 +17,8 @@ typedef struct pc_entry {
     uint64_t stamp;             /* last use, for LRU */
     uint32_t depth;             /* position in the chain: deeper blocks go first on a tie */
     uint32_t pinned;
+    uint32_t n_tok;             /* valid tokens: KV_BLOCK_TOKENS, or fewer for a prompt's last,
+                                 * partial block (a leaf: never a parent) */
 } pc_entry;
 
 struct llms_cache {
@@ -121,19 +123,52 @@ static pc_entry **find(llms_cache *c, uint64_t parent, uint32_t group, const int
     pc_entry **l = &c->buckets[key_hash(parent, group, t)];
     for (; *l; l = &(*l)->next) {
         pc_entry *e = *l;
-        if (e->parent == parent && e->group == group && memcmp(e->tokens, t, sizeof e->tokens) == 0)
+        if (e->n_tok == KV_BLOCK_TOKENS && e->parent == parent && e->group == group &&
+            memcmp(e->tokens, t, sizeof e->tokens) == 0)
             return l;
     }
     return l;
 }
 
+/* Partial blocks of one (parent, group) all go to one bucket, so a lookup
+ * can compare the tokens of each and take the longest common prefix. */
+static uint32_t partial_hash(uint64_t parent, uint32_t group) {
+    uint64_t h = 1469598103934665603ull ^ 0x9e3779b97f4a7c15ull;
+    h = (h ^ parent) * 1099511628211ull;
+    h = (h ^ group) * 1099511628211ull;
+    return (uint32_t)(h ^ (h >> 32)) % N_BUCKETS;
+}
+
+static uint32_t common_prefix(const int32_t *a, const int32_t *b, uint32_t n) {
+    uint32_t k = 0;
+    while (k < n && a[k] == b[k]) k++;
+    return k;
+}
+
+/* The partial entry under (parent, group) sharing the longest prefix with
+ * t[0..n) (n < KV_BLOCK_TOKENS); *len gets that prefix's length. Only
+ * positions below *len of its block may be used: the rest belongs to other
+ * tokens (of the same group) or is zero. */
+static pc_entry *find_partial(llms_cache *c, uint64_t parent, uint32_t group, const int32_t *t, uint32_t n,
+                              uint32_t *len) {
+    pc_entry *best = NULL;
+    uint32_t bl = 0;
+    for (pc_entry *e = c->buckets[partial_hash(parent, group)]; e; e = e->next) {
+        if (e->n_tok == KV_BLOCK_TOKENS || e->parent != parent || e->group != group) continue;
+        uint32_t k = common_prefix(e->tokens, t, n < e->n_tok ? n : e->n_tok);
+        if (k > bl) { best = e; bl = k; }
+    }
+    *len = bl;
+    return best;
+}
+
 llms_status pcache_acquire(llms_cache *c, const char *group, const int32_t *tokens, uint32_t n,
-                           uint32_t max_blocks, llms_session *s, uint32_t *n_cached) {
+                           uint32_t max_tokens, llms_session *s, uint32_t *n_cached) {
     *n_cached = 0;
-    uint32_t want = n / KV_BLOCK_TOKENS;
-    if (want > max_blocks) want = max_blocks;
-    kv_block **found = want ? xcalloc(c->a, want, sizeof *found) : NULL;
-    if (want && !found) return ERR_OOM();
+    uint32_t lim = n < max_tokens ? n : max_tokens;
+    uint32_t want = lim / KV_BLOCK_TOKENS;
+    kv_block **found = xcalloc(c->a, want + 1, sizeof *found);
+    if (!found) return ERR_OOM();
     uint32_t nf = 0;
     llms_status st = LLMS_OK;
     pthread_mutex_lock(&c->lock);
@@ -147,10 +182,22 @@ llms_status pcache_acquire(llms_cache *c, const char *group, const int32_t *toke
         found[nf++] = e->block;
         parent = e->id;
     }
-    /* Attach under the cache lock so no block is evicted in between. */
-    if (nf) st = session_batch_attach(s, found, nf);
+    /* Then the best partial block after the full ones: its first `part`
+     * tokens are ours (fewer than a block, and within max_tokens). */
+    uint32_t part = 0, rem = lim - nf * KV_BLOCK_TOKENS;
+    if (g >= 0 && rem) {
+        pc_entry *e = find_partial(c, parent, (uint32_t)g, tokens + (size_t)nf * KV_BLOCK_TOKENS,
+                                   rem < KV_BLOCK_TOKENS ? rem : KV_BLOCK_TOKENS - 1, &part);
+        if (e) {
+            e->stamp = c->clock;
+            found[nf] = e->block;
+        }
+    }
+    /* Attach under the cache lock so no block is evicted in between. The
+     * session copies a shared partial block before writing to it (COW). */
+    if (nf || part) st = session_batch_attach(s, found, nf + (part > 0), nf * KV_BLOCK_TOKENS + part);
     if (!st) {
-        *n_cached = nf * KV_BLOCK_TOKENS;
+        *n_cached = nf * KV_BLOCK_TOKENS + part;
         c->hits += *n_cached;
         c->misses += n - *n_cached;
     }
@@ -161,14 +208,18 @@ llms_status pcache_acquire(llms_cache *c, const char *group, const int32_t *toke
 
 static void evict_over_budget(llms_cache *c);
 
-void pcache_insert(llms_cache *c, const char *group, const int32_t *tokens, uint32_t n, const kv_seq *seq) {
+void pcache_insert(llms_cache *c, const char *group, const int32_t *tokens, uint32_t n, const kv_seq *seq,
+                   int partial) {
     uint32_t nb = n / KV_BLOCK_TOKENS;
     if (nb > seq->n_blocks) nb = seq->n_blocks;
+    uint32_t rest = n - nb * KV_BLOCK_TOKENS;
+    if (!partial || rest >= KV_BLOCK_TOKENS || nb >= seq->n_blocks) rest = 0;
     pthread_mutex_lock(&c->lock);
     int64_t g = group_id(c, group, 1);
     uint64_t parent = 0;
     c->clock++;
-    for (uint32_t i = 0; g >= 0 && i < nb; i++) {
+    uint32_t i = 0;
+    for (; g >= 0 && i < nb; i++) {
         const int32_t *t = tokens + (size_t)i * KV_BLOCK_TOKENS;
         pc_entry **l = find(c, parent, (uint32_t)g, t);
         if (*l) {
@@ -184,12 +235,42 @@ void pcache_insert(llms_cache *c, const char *group, const int32_t *tokens, uint
         e->group = (uint32_t)g;
         memcpy(e->tokens, t, sizeof e->tokens);
         e->block = seq->blocks[i];
+        e->n_tok = KV_BLOCK_TOKENS;
         kv_block_retain(&c->m->kv, e->block);
         e->stamp = c->clock;
         *l = e;
         c->n_entries++;
         c->inserts++;
         parent = e->id;
+    }
+    /* The last, partial block: shared read-only from now on (the session
+     * and later users copy it before writing past its tokens). Skipped if
+     * an entry already covers these tokens. */
+    if (g >= 0 && i == nb && rest) {
+        const int32_t *t = tokens + (size_t)nb * KV_BLOCK_TOKENS;
+        uint32_t have = 0;
+        pc_entry *old = find_partial(c, parent, (uint32_t)g, t, rest, &have);
+        if (old && have == rest) {
+            old->stamp = c->clock;
+        } else {
+            pc_entry *e = xcalloc(c->a, 1, sizeof *e);
+            if (e) {
+                e->id = c->next_id++;
+                e->parent = parent;
+                e->depth = nb;
+                e->group = (uint32_t)g;
+                e->n_tok = rest;
+                memcpy(e->tokens, t, rest * sizeof *t);
+                e->block = seq->blocks[nb];
+                kv_block_retain(&c->m->kv, e->block);
+                e->stamp = c->clock;
+                pc_entry **l = &c->buckets[partial_hash(parent, (uint32_t)g)];
+                e->next = *l;
+                *l = e;
+                c->n_entries++;
+                c->inserts++;
+            }
+        }
     }
     evict_over_budget(c);
     pthread_mutex_unlock(&c->lock);

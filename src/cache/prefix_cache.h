@@ -5,6 +5,12 @@
  * block computed from other tokens or for another sharing group: isolation
  * does not rest on the absence of hash collisions.
  *
+ * A prompt's last, partial block is cached too, as a leaf of its chain keyed
+ * by its exact tokens (fewer than 16); a later request may use the leading
+ * tokens it shares with one. Such a block is shared read-only: every holder
+ * writing into it (the request that computed it included) copies it first
+ * (kv_seq_reserve's copy-on-write), so its first tokens stay valid.
+ *
  * The cache holds one reference on each block; a block is in use when
  * others hold references too (a running request), and only unused, unpinned
  * blocks are evicted (least recently used first).
@@ -16,15 +22,19 @@
 #include "../session/session.h"
 
 /* Attach the longest cached prefix of tokens[0..n) in `group` to the empty
- * session `s`, at most `max_blocks` blocks; counts hits and misses over n.
- * Writes the number of tokens attached. */
+ * session `s`, at most `max_tokens` tokens: whole blocks, then possibly a
+ * leading part of a cached partial block (shared; the session copies it
+ * before writing into it). Counts hits and misses over n. Writes the number
+ * of tokens attached. */
 llms_status pcache_acquire(llms_cache *c, const char *group, const int32_t *tokens, uint32_t n,
-                           uint32_t max_blocks, llms_session *s, uint32_t *n_cached);
+                           uint32_t max_tokens, llms_session *s, uint32_t *n_cached);
 
-/* Offer the session's evaluated full blocks covering tokens[0..n) (n is cut
- * down to whole blocks) to the cache. */
+/* Offer the session's evaluated full blocks covering tokens[0..n) to the
+ * cache; with `partial`, the last partial block (n % KV_BLOCK_TOKENS tokens)
+ * too, keyed by its exact tokens. The session must not have written past
+ * n in that block yet. */
 void pcache_insert(llms_cache *c, const char *group, const int32_t *tokens, uint32_t n,
-                   const kv_seq *seq);
+                   const kv_seq *seq, int partial);
 
 /* Evict unused blocks until the cache is within its budget (blocks in use
  * and pinned ones may keep it above: they cannot be freed). */

@@ -28,6 +28,7 @@ typedef struct request {
     uint32_t n_prompt;
     uint32_t cached_reported;   /* prompt tokens from the cache at the first start */
     uint32_t inserted;          /* prompt blocks already offered to the cache */
+    int partial_inserted;       /* its last, partial block too */
     uint32_t n_generated_final;
     llms_session *s;
     struct ev_item *term;       /* the terminal event, allocated at submit */

@@ -511,8 +511,7 @@ static void compact(llms_scheduler *S, request **arr, uint32_t *n, int state_kee
 static void attach_cached(llms_scheduler *S, request *r, int first) {
     if (!S->p.cache) return;
     uint32_t n_cached = 0;
-    uint32_t max_blocks = (r->n_prompt - 1) / KV_BLOCK_TOKENS;
-    if (pcache_acquire(S->p.cache, S->tenants[r->tenant].group, r->prompt, r->n_prompt, max_blocks, r->s,
+    if (pcache_acquire(S->p.cache, S->tenants[r->tenant].group, r->prompt, r->n_prompt, r->n_prompt - 1, r->s,
                        &n_cached) != LLMS_OK)
         n_cached = 0;  /* a cache failure only costs recomputation */
     r->inserted = n_cached / KV_BLOCK_TOKENS;
@@ -597,10 +596,16 @@ static void preempt(llms_scheduler *S, request *r) {
     if (waiting_push(S, r)) terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, ERR_OOM(), -1, NULL, 0);
 }
 
-/* Blocks the session needs for `n` more positions. */
-static uint32_t blocks_needed(const llms_session *s, uint32_t n) {
+/* Blocks the session needs for `n` more positions, counting the copy of a
+ * shared partial block it is about to write into. */
+static uint32_t blocks_needed(llms_scheduler *S, const llms_session *s, uint32_t n) {
     uint32_t need = (s->n_eval + n + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS;
-    return need > s->kv.n_blocks ? need - s->kv.n_blocks : 0;
+    uint32_t extra = need > s->kv.n_blocks ? need - s->kv.n_blocks : 0;
+    uint32_t wb = s->n_eval / KV_BLOCK_TOKENS;
+    if (n && s->n_eval % KV_BLOCK_TOKENS && wb < s->kv.n_blocks &&
+        kv_block_refcount(&S->m->kv, s->kv.blocks[wb]) > 1)
+        extra++;
+    return extra;
 }
 
 /* Make room for `blocks` new blocks under the budget: evict unused cache
@@ -727,11 +732,14 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
             int decode = s->n_eval >= r->n_prompt;
             if (pending == 0 || (pass == 0) != decode) continue;
             uint32_t chunk = pending < budget ? pending : budget;
-            uint32_t need = blocks_needed(s, chunk);
+            uint32_t need = blocks_needed(S, s, chunk);
             if (need && !make_room(S, need, i, n_order)) {
                 /* Try a smaller prompt chunk that fits the blocks it has. */
                 uint32_t room = s->kv.n_blocks * KV_BLOCK_TOKENS - s->n_eval;
                 if (!room || room >= chunk) { deferred = 1; continue; }
+                /* It may still need a copy of a shared partial block. */
+                uint32_t cow = blocks_needed(S, s, room);
+                if (cow && !make_room(S, cow, i, n_order)) { deferred = 1; continue; }
                 chunk = room;
             }
             llms_status st = kv_seq_reserve(&S->m->kv, &s->kv, s->n_eval + chunk, s->n_eval);
@@ -803,9 +811,13 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
         if (want) li++;
         if (S->p.cache) {
             uint32_t done = s->n_eval < r->n_prompt ? s->n_eval : r->n_prompt;
-            if (done / KV_BLOCK_TOKENS > r->inserted) {
-                pcache_insert(S->p.cache, S->tenants[r->tenant].group, r->prompt, done, &s->kv);
+            /* The prompt's last, partial block too, once the prompt is
+             * evaluated and before anything else is written into it. */
+            int part = s->n_eval == r->n_prompt && r->n_prompt % KV_BLOCK_TOKENS && !r->partial_inserted;
+            if (done / KV_BLOCK_TOKENS > r->inserted || part) {
+                pcache_insert(S->p.cache, S->tenants[r->tenant].group, r->prompt, done, &s->kv, part);
                 r->inserted = done / KV_BLOCK_TOKENS;
+                if (part) r->partial_inserted = 1;
             }
         }
         if (want) generate_one(S, r, now);

@@ -21,13 +21,15 @@ int session_batch_needs_eval(const llms_session *s) {
     return 1;
 }
 
-llms_status session_batch_attach(llms_session *s, kv_block *const *blocks, uint32_t n) {
+llms_status session_batch_attach(llms_session *s, kv_block *const *blocks, uint32_t n, uint32_t n_tok) {
     kv_pool *pool = &s->m->kv;
+    if (n_tok > n * KV_BLOCK_TOKENS || n_tok + KV_BLOCK_TOKENS <= n * KV_BLOCK_TOKENS || n_tok > s->n_tokens)
+        return err_set(LLMS_ERR_INTERNAL, "session_batch_attach: %u tokens in %u blocks", n_tok, n);
     kv_seq tmp = {(kv_block **)blocks, n, n};
     /* kv_seq_share takes the references under the pool lock. */
-    llms_status st = kv_seq_share(pool, &s->kv, &tmp, n * KV_BLOCK_TOKENS);
+    llms_status st = kv_seq_share(pool, &s->kv, &tmp, n_tok);
     if (st) return st;
-    s->n_eval = n * KV_BLOCK_TOKENS;
+    s->n_eval = n_tok;
     return LLMS_OK;
 }
 

@@ -20,9 +20,11 @@ llms_status session_batch_load(llms_session *s, const int32_t *tokens, uint32_t 
  * reached, context full) or nothing is pending. */
 int session_batch_needs_eval(const llms_session *s);
 
-/* Attach `n` full blocks (one reference each taken) as the session's first
- * positions; the session must have no KV yet. */
-llms_status session_batch_attach(llms_session *s, kv_block *const *blocks, uint32_t n);
+/* Attach `n` blocks (one reference each taken) holding the KV of the
+ * session's first `n_tok` tokens (the last block may be partial: n_tok need
+ * not be a multiple of KV_BLOCK_TOKENS); the session must have no KV yet.
+ * A shared block is copied before it is written (kv_seq_reserve). */
+llms_status session_batch_attach(llms_session *s, kv_block *const *blocks, uint32_t n, uint32_t n_tok);
 
 /* Tokens [n_eval, n_eval + n) were written to the KV cache by a batched
  * forward pass; `logits` (may be NULL) are those after the last of them. */
