@@ -255,17 +255,20 @@ python-test: lib
 # Go (cgo, bindings/go) against the build tree: the llms_buildtree tag
 # swaps pkg-config for these flags. Offline: no external modules.
 GO ?= go
+# Go's caches live in the build tree, so the tests need neither $$HOME nor
+# anything outside the checkout.
+GO_ENV := GOCACHE=$(abspath build/go-cache) GOPATH=$(abspath build/gopath)
 go-test: lib
 	cd bindings/go && export CGO_CFLAGS="-I$(abspath include)" \
 		CGO_LDFLAGS="-L$(abspath lib) -Wl,-rpath,$(abspath lib)" GOFLAGS=-mod=mod GOPROXY=off \
 		LLMS_FIXTURES=$(FIXTURES) && \
-	$(GO) vet -tags llms_buildtree ./... && $(GO) test -tags llms_buildtree -race -count=1 ./...
+	$(GO_ENV) $(GO) vet -tags llms_buildtree ./... && $(GO_ENV) $(GO) test -tags llms_buildtree -race -count=1 ./...
 	@# The default build: pkg-config on an installed copy (a scratch DESTDIR).
 	@rm -rf build/go-install && $(MAKE) --no-print-directory install DESTDIR=$(abspath build/go-install) >/dev/null
 	cd bindings/go && root=$(abspath build/go-install) && \
 	PKG_CONFIG_PATH=$$root$(LIBDIR)/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$root \
 		CGO_LDFLAGS="-Wl,-rpath,$$root$(LIBDIR)" GOFLAGS=-mod=mod GOPROXY=off LLMS_FIXTURES=$(FIXTURES) \
-		$(GO) test -count=1 -run 'TestGenerateMatchesC|TestErrorsCarryStatus' ./...
+		$(GO_ENV) $(GO) test -count=1 -run 'TestGenerateMatchesC|TestErrorsCarryStatus' ./...
 
 # The HTTP server end to end on loopback (curl and the openai npm client:
 # tests/test_server.sh), then two servers behind nginx (tests/test_scaleout.sh).
