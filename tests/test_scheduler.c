@@ -26,19 +26,12 @@ static llms_model *g_model;
 
 static int setup(void **state) {
     (void)state;
-    llms_context_params p;
-    llms_context_params_init(&p);
-    p.n_threads = 2;
-    if (llms_context_create(&p, &g_ctx)) return -1;
-    const char *path = fixture_path("models/aidreams260K.gguf");
-    if (!path) return getenv("CI") ? -1 : 0;
-    return llms_model_load(g_ctx, path, NULL, &g_model) == LLMS_OK ? 0 : -1;
+    return fixture_setup_model("models/aidreams260K.gguf", &g_ctx, &g_model);
 }
 
 static int teardown(void **state) {
     (void)state;
-    llms_model_destroy(g_model);
-    llms_context_destroy(g_ctx);
+    fixture_teardown_model(g_ctx, g_model);
     return 0;
 }
 

@@ -36,3 +36,20 @@ void fixture_missing(const char *relative) {
     fprintf(stderr, "SKIP: fixture %s missing (set LLMS_FIXTURES)\n", relative);
     skip();
 }
+
+int fixture_setup_model(const char *relative, llms_context **ctx, llms_model **model) {
+    *ctx = NULL;
+    *model = NULL;
+    llms_context_params p;
+    llms_context_params_init(&p);
+    p.n_threads = 2;
+    if (llms_context_create(&p, ctx)) return -1;
+    const char *path = fixture_path(relative);
+    if (!path) return getenv("CI") ? -1 : 0;
+    return llms_model_load(*ctx, path, NULL, model) == LLMS_OK ? 0 : -1;
+}
+
+void fixture_teardown_model(llms_context *ctx, llms_model *model) {
+    llms_model_destroy(model);
+    llms_context_destroy(ctx);
+}
