@@ -6,6 +6,8 @@
  *  - the 16-row tile product, scalar kernel and AVX512-VNNI kernel, against
  *    a double-precision product of the dequantized weights and dequantized
  *    activations, for full and partial tiles and every token-panel width.
+ * Decode kernels (quant/qdot512.h) and the repacked Q4_0 kernel
+ * (quant/qpack.h) against the scalar reference dot product.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include "quant/quant.h"
 #include "quant/qgemm.h"
 #include "quant/qdot512.h"
+#include "quant/qpack.h"
 #include "backend/cpu/vec.h"
 #include "quant/types.h"
 
@@ -175,7 +178,92 @@ static void test_qdot512(void **state) {
                     fail_msg("%s K=%lld row %lld: %.7g vs scalar %.7g", llms_type_name((int32_t)types[k]), (long long)K,
                              (long long)r, out[r], want);
             }
+            /* Several tokens at once (11: a full group of QD_MAX_TOKENS
+             * and a partial one): each bit-identical to its token alone. */
+            enum { NT = 11 };
+            const size_t pb = qdot512_act_bytes(types[k], K);
+            uint8_t *preps = xaligned(pb * NT);
+            float many[NT * 7], one[7];
+            for (int t = 0; t < NT; t++) {
+                for (int64_t i = 0; i < K; i++) x[i] = frand() * (float)(t + 1);
+                quant_quantize_row(LLMS_TYPE_Q8_0, x, act, K);
+                qdot512_prepare(types[k], K, act, preps + (size_t)t * pb);
+            }
+            qdot512_rows_n(types[k], K, w, rb, rows, preps, pb, NT, many, rows);
+            for (int t = 0; t < NT; t++) {
+                qdot512_rows(types[k], K, w, rb, rows, preps + (size_t)t * pb, one);
+                assert_memory_equal(one, many + t * rows, sizeof one);
+            }
+            free(preps);
             free(w); free(x); free(act); free(prep);
+        }
+}
+
+/* Repacked Q4_0 and Q8_0 (quant/qpack.h): every result against the scalar
+ * weight x Q8_0 dot product of the original rows; a token's result bit-identical
+ * alone and inside any batch; padding rows never written; any split of
+ * the tiles gives the same numbers. */
+static void test_qpack(void **state) {
+    (void)state;
+    if (!qpack_supported(LLMS_TYPE_Q4_0, 32)) {
+        printf("# qpack: not available on this CPU\n");
+        return;
+    }
+    assert_false(qpack_supported(LLMS_TYPE_Q4_K, 256));
+    assert_false(qpack_supported(LLMS_TYPE_Q4_0, 48));
+    const int64_t Ks[] = {32, 96, 2048};
+    const int64_t Rs[] = {1, 16, 37};
+    const int64_t Ns[] = {1, 3, 8, 13};
+    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0};
+    for (size_t c = 0; c < 2 * 3 * 3; c++) {
+            const uint32_t T = types[c / 9];
+            const size_t ki = c / 3 % 3, ri = c % 3;
+            quant_dot_fn ref = quant_vec_dot_get(T, QUANT_ISA_SCALAR);
+            const int64_t K = Ks[ki], R = Rs[ri], ldy = R + 5;
+            const uint64_t rb = type_row_bytes(type_get(T), (uint64_t)K);
+            uint8_t *w = xaligned(rb * (uint64_t)R);
+            float *x = xaligned((size_t)K * 13 * sizeof(float));
+            for (int64_t r = 0; r < R; r++) {
+                for (int64_t i = 0; i < K; i++) x[i] = frand() * (1.0f + (float)(r % 5));
+                quant_quantize_row(T, x, w + r * rb, K);
+            }
+            uint8_t *pk = xaligned(qpack_bytes(T, R, K));
+            const int64_t n_tiles = (R + QPACK_ROWS - 1) / QPACK_ROWS;
+            qpack_pack(T, w, rb, R, K, 0, n_tiles, pk);
+            for (int64_t i = 0; i < K * 13; i++) x[i] = frand() * 3.0f;
+            uint8_t *act = xaligned((size_t)(K / 32) * 34);
+            float *alone = xaligned((size_t)13 * (size_t)ldy * sizeof(float));
+            for (size_t ni = 0; ni < 4; ni++) {
+                const int64_t n = Ns[ni];
+                qpack_act a;
+                void *abuf = xaligned(qpack_act_bytes(n, K));
+                qpack_act_init(&a, abuf, n, K);
+                for (int64_t t = 0; t < n; t++) qpack_act_quantize(T, &a, t, x + t * K);
+                float *y = xaligned((size_t)n * (size_t)ldy * sizeof(float));
+                for (int64_t i = 0; i < n * ldy; i++) y[i] = -12345.0f;
+                /* Tiles in two calls, as two threads would split them. */
+                qpack_matmul_tiles(T, pk, R, K, 0, n_tiles / 2, &a, y, ldy);
+                qpack_matmul_tiles(T, pk, R, K, n_tiles / 2, n_tiles, &a, y, ldy);
+                for (int64_t t = 0; t < n; t++) {
+                    quant_quantize_row(LLMS_TYPE_Q8_0, x + t * K, act, K);
+                    for (int64_t r = 0; r < R; r++) {
+                        float want, got = y[t * ldy + r];
+                        ref(K, w + r * rb, act, &want);
+                        if (fabsf(got - want) > 1e-5f * (fabsf(want) + 1.0f) * sqrtf((float)K))
+                            fail_msg("qpack %s K=%lld R=%lld n=%lld token %lld row %lld: %.7g vs scalar %.7g",
+                                     llms_type_name((int32_t)T), (long long)K, (long long)R, (long long)n, (long long)t, (long long)r, got,
+                                     want);
+                        if (n == 1) alone[r] = got;
+                        else if (t == 0 && memcmp(&got, &alone[r], sizeof got) != 0)
+                            fail_msg("qpack: token 0 differs alone (%.9g) and in a batch of %lld (%.9g)",
+                                     alone[r], (long long)n, got);
+                    }
+                    for (int64_t r = R; r < ldy; r++) assert_true(y[t * ldy + r] == -12345.0f);
+                }
+                free(y);
+                free(abuf);
+            }
+            free(w); free(x); free(pk); free(act); free(alone);
         }
 }
 
@@ -213,6 +301,7 @@ int main(void) {
         cmocka_unit_test(test_unpack_matches_dequantize),
         cmocka_unit_test(test_tile_products),
         cmocka_unit_test(test_qdot512),
+        cmocka_unit_test(test_qpack),
         cmocka_unit_test(test_vec_ops),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);

@@ -5,6 +5,7 @@
  */
 #include "model.h"
 #include "../backend/vulkan/vk_ctx.h"
+#include "../backend/cpu/cpu.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -241,6 +242,7 @@ static void free_fvec(llms_model *m, fvec *v) { xfree_aligned(m->alloc, v->data)
 
 LLMS_API void llms_model_destroy(llms_model *m) {
     if (!m) return;
+    cpu_free_packed(m);   /* before the layer table it walks */
     if (m->layers) {
         for (uint32_t i = 0; i < m->hp.n_layer; i++) {
             layer_weights *L = &m->layers[i];
@@ -296,6 +298,8 @@ static llms_status finish_load(llms_context *ctx, gguf_file *file, const llms_mo
         if ((st = load_hparams(m))) goto fail;
         if ((st = load_weights(m))) goto fail;
         if ((st = prepare_runtime(m))) goto fail;
+        /* Only the CPU backend reads the packed copies. */
+        if (ctx->backend == LLMS_BACKEND_CPU && (st = cpu_pack_weights(m))) goto fail;
     }
     *out = m;
     ctx_log(ctx, LLMS_LOG_INFO, "loaded model '%s' (%s, %u layers, %llu params)", m->name,

@@ -20,6 +20,9 @@ typedef struct weight {
     uint64_t row_bytes;
     const uint8_t *data;
     const char *name;
+    /* The CPU backend's repacked copy (quant/q4pack.h) or NULL; owned by
+     * the model, see cpu_pack_weights. */
+    uint8_t *packed;
 } weight;
 
 /* A 1-D float vector (norm weights, biases), converted to f32 at load. */

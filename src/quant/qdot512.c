@@ -50,6 +50,7 @@ void qdot512_prepare(uint32_t wtype, int64_t K, const void *act_q8_0, void *prep
                 int sum = 0;
                 for (int j = 0; j < 32; j++) sum += b->qs[j];
                 const float d = half_to_f32(b->d);
+                #pragma GCC unroll 8
                 for (int j = 0; j < 4; j++) {
                     sc[4 * k + j] = d;
                     corr[4 * k + j] = j == 0 ? -8 * sum : 0;
@@ -66,6 +67,7 @@ void qdot512_prepare(uint32_t wtype, int64_t K, const void *act_q8_0, void *prep
                 int sum = 0;
                 for (int j = 0; j < 32; j++) sum += b->qs[j];
                 const float d = half_to_f32(b->d);
+                #pragma GCC unroll 8
                 for (int j = 0; j < 8; j++) {
                     sc[8 * k + j] = d;
                     corr[8 * k + j] = j == 0 ? -128 * sum : 0;
@@ -82,36 +84,46 @@ void qdot512_prepare(uint32_t wtype, int64_t K, const void *act_q8_0, void *prep
 
 static inline QD_TARGET float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-static QD_TARGET void rows_q4_0(int64_t K, const uint8_t *w, uint64_t rb, int64_t rows, const uint8_t *pa,
-                                float *out) {
+/* One Q4_0 row against NT tokens' prepared activations (NT a constant
+ * after inlining, 1..QD_MAX_TOKENS): each 72-byte group of four blocks is
+ * split into nibbles once and then used for every token, which is what
+ * makes small batches (a few decoding sessions, a short prompt tail)
+ * cheaper per token than one token at a time. Each token's sum is formed
+ * by exactly the same operations in the same order whatever NT is, so a
+ * token's result does not depend on the others in the batch. */
+static inline __attribute__((always_inline)) QD_TARGET void
+q4_row(int64_t ng, const uint8_t *p0, const uint8_t *pa, size_t ps, float *out, int64_t ldo, const int NT) {
     /* Words 0, 9, 18, 27 of a 72-byte group are the four block scales. */
     const __m512i widx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 27, 27, 27, 18, 18,
                                           18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const int64_t ng = K / 128;
-    int64_t r = 0;
-    for (; r < rows; r++) {
-        const uint8_t *p0 = w + (uint64_t)r * rb;
-        __m512 s0 = _mm512_setzero_ps();
-        const uint8_t *q = pa;
-        for (int64_t g = 0; g < ng; g++, p0 += 72, q += G4_BYTES) {
+    __m512 s[QD_MAX_TOKENS];
+    #pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) s[t] = _mm512_setzero_ps();
+    const uint8_t *q = pa;
+    for (int64_t g = 0; g < ng; g++, p0 += 72, q += G4_BYTES) {
 #if QD_PREFETCH
-            _mm_prefetch((const char *)(p0 + QD_PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p0 + QD_PREFETCH), _MM_HINT_T0);
 #endif
-            __m512i v0 = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p0 + 2)));
-            v0 = _mm512_inserti32x4(v0, _mm_loadu_si128((const __m128i *)(p0 + 20)), 1);
-            v0 = _mm512_inserti32x4(v0, _mm_loadu_si128((const __m128i *)(p0 + 38)), 2);
-            v0 = _mm512_inserti32x4(v0, _mm_loadu_si128((const __m128i *)(p0 + 56)), 3);
-            __m512i a0 = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(q + 192)), _mm512_and_si512(v0, m4),
-                                             _mm512_load_si512((const void *)q));
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4),
-                                     _mm512_load_si512((const void *)(q + 64)));
-            const __m512 d0 = _mm512_cvtph_ps(_mm512_castsi512_si256(
-                _mm512_permutexvar_epi16(widx, _mm512_loadu_si512((const void *)p0))));
-            s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(d0, _mm512_load_ps((const float *)(q + 128))), s0);
+        __m512i v0 = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p0 + 2)));
+        v0 = _mm512_inserti32x4(v0, _mm_loadu_si128((const __m128i *)(p0 + 20)), 1);
+        v0 = _mm512_inserti32x4(v0, _mm_loadu_si128((const __m128i *)(p0 + 38)), 2);
+        v0 = _mm512_inserti32x4(v0, _mm_loadu_si128((const __m128i *)(p0 + 56)), 3);
+        const __m512i lo = _mm512_and_si512(v0, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4);
+        const __m512 d0 = _mm512_cvtph_ps(
+            _mm512_castsi512_si256(_mm512_permutexvar_epi16(widx, _mm512_loadu_si512((const void *)p0))));
+        #pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *qt = q + (size_t)t * ps;
+            __m512i a0 = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(qt + 192)), lo,
+                                             _mm512_load_si512((const void *)qt));
+            a0 = _mm512_dpbusd_epi32(a0, hi, _mm512_load_si512((const void *)(qt + 64)));
+            s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(d0, _mm512_load_ps((const float *)(qt + 128))),
+                                   s[t]);
         }
-        out[r] = hsum512(s0);
     }
+    #pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) out[t * ldo] = hsum512(s[t]);
 }
 
 static inline QD_TARGET __m512i q8_pair(const uint8_t *p) {
@@ -121,52 +133,99 @@ static inline QD_TARGET __m512i q8_pair(const uint8_t *p) {
     return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
 }
 
-static QD_TARGET void rows_q8_0(int64_t K, const uint8_t *w, uint64_t rb, int64_t rows, const uint8_t *pa,
-                                float *out) {
+/* One Q8_0 row against NT tokens, as q4_row: two accumulators per token
+ * (even and odd pairs of blocks), each formed the same way whatever NT. */
+static inline __attribute__((always_inline)) QD_TARGET void
+q8_row(int64_t ng, const uint8_t *p0, const uint8_t *pa, size_t ps, float *out, int64_t ldo, const int NT) {
     /* Words 0 and 17 of a 68-byte pair are the two block scales. */
     const __m512i widx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 17, 17, 17, 17, 17,
                                           17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
-    const int64_t ng = K / 64;
-    for (int64_t r = 0; r < rows; r++) {
-        const uint8_t *p0 = w + (uint64_t)r * rb;
-        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-        const uint8_t *q = pa;
-        int64_t g = 0;
-        /* Scales are read 64 bytes at a time: stop the wide reads 64 bytes
-         * before the row's end (the last pair reads them narrowly). */
-        for (; g + 1 < ng; g += 2, p0 += 136, q += 2 * G8_BYTES) {
-            __m512i a0 = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(q + 128)), q8_pair(p0),
-                                             _mm512_load_si512((const void *)q));
-            __m512i a1 = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(q + G8_BYTES + 128)),
-                                             q8_pair(p0 + 68), _mm512_load_si512((const void *)(q + G8_BYTES)));
-            const __m512 d0 = _mm512_cvtph_ps(_mm512_castsi512_si256(
-                _mm512_permutexvar_epi16(widx, _mm512_loadu_si512((const void *)p0))));
-            const __m512 d1 = _mm512_cvtph_ps(_mm512_castsi512_si256(
-                _mm512_permutexvar_epi16(widx, _mm512_loadu_si512((const void *)(p0 + 68)))));
-            s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(d0, _mm512_load_ps((const float *)(q + 64))), s0);
-            s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1),
-                                 _mm512_mul_ps(d1, _mm512_load_ps((const float *)(q + G8_BYTES + 64))), s1);
+    __m512 s0[QD_MAX_TOKENS], s1[QD_MAX_TOKENS];
+    #pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) s0[t] = s1[t] = _mm512_setzero_ps();
+    const uint8_t *q = pa;
+    int64_t g = 0;
+    /* Scales are read 64 bytes at a time: stop the wide reads 64 bytes
+     * before the row's end (the last pair reads them narrowly). */
+    for (; g + 1 < ng; g += 2, p0 += 136, q += 2 * G8_BYTES) {
+        const __m512i w0 = q8_pair(p0), w1 = q8_pair(p0 + 68);
+        const __m512 d0 = _mm512_cvtph_ps(
+            _mm512_castsi512_si256(_mm512_permutexvar_epi16(widx, _mm512_loadu_si512((const void *)p0))));
+        const __m512 d1 = _mm512_cvtph_ps(
+            _mm512_castsi512_si256(_mm512_permutexvar_epi16(widx, _mm512_loadu_si512((const void *)(p0 + 68)))));
+        #pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *qt = q + (size_t)t * ps;
+            __m512i a0 = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(qt + 128)), w0,
+                                             _mm512_load_si512((const void *)qt));
+            __m512i a1 = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(qt + G8_BYTES + 128)), w1,
+                                             _mm512_load_si512((const void *)(qt + G8_BYTES)));
+            s0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(d0, _mm512_load_ps((const float *)(qt + 64))),
+                                    s0[t]);
+            s1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1),
+                                    _mm512_mul_ps(d1, _mm512_load_ps((const float *)(qt + G8_BYTES + 64))), s1[t]);
         }
-        for (; g < ng; g++, p0 += 68, q += G8_BYTES) {
-            __m512i a0 = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(q + 128)), q8_pair(p0),
-                                             _mm512_load_si512((const void *)q));
-            uint16_t h0, h1;
-            memcpy(&h0, p0, 2);
-            memcpy(&h1, p0 + 34, 2);
-            const __m512 d0 = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castps_si512(_mm512_set1_ps(half_to_f32(h0))), _mm256_castps_si256(_mm256_set1_ps(half_to_f32(h1))), 1));
-            s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(d0, _mm512_load_ps((const float *)(q + 64))), s0);
-        }
-        out[r] = hsum512(_mm512_add_ps(s0, s1));
     }
+    for (; g < ng; g++, p0 += 68, q += G8_BYTES) {
+        const __m512i w0 = q8_pair(p0);
+        uint16_t h0, h1;
+        memcpy(&h0, p0, 2);
+        memcpy(&h1, p0 + 34, 2);
+        const __m512 d0 = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castps_si512(_mm512_set1_ps(half_to_f32(h0))),
+                                                                 _mm256_castps_si256(_mm256_set1_ps(half_to_f32(h1))), 1));
+        #pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *qt = q + (size_t)t * ps;
+            __m512i a0 = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(qt + 128)), w0,
+                                             _mm512_load_si512((const void *)qt));
+            s0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(d0, _mm512_load_ps((const float *)(qt + 64))),
+                                    s0[t]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) out[t * ldo] = hsum512(_mm512_add_ps(s0[t], s1[t]));
 }
+
+/* Rows outer, tokens inner: a row is read from memory once and stays in
+ * L1 for the later token groups. */
+#define QD_ROWS_FN(name, rowfn, group)                                                                        \
+    static QD_TARGET void name(int64_t K, const uint8_t *w, uint64_t rb, int64_t rows, const uint8_t *pa,      \
+                               size_t ps, int64_t n_tok, float *out, int64_t ldo) {                            \
+        const int64_t ng = K / (group);                                                                        \
+        for (int64_t r = 0; r < rows; r++) {                                                                   \
+            const uint8_t *p0 = w + (uint64_t)r * rb;                                                          \
+            for (int64_t t0 = 0; t0 < n_tok; t0 += QD_MAX_TOKENS) {                                            \
+                const uint8_t *q = pa + (size_t)t0 * ps;                                                       \
+                float *o = out + t0 * ldo + r;                                                                 \
+                switch (n_tok - t0 < QD_MAX_TOKENS ? n_tok - t0 : QD_MAX_TOKENS) {                             \
+                case 1: rowfn(ng, p0, q, ps, o, ldo, 1); break;                                                \
+                case 2: rowfn(ng, p0, q, ps, o, ldo, 2); break;                                                \
+                case 3: rowfn(ng, p0, q, ps, o, ldo, 3); break;                                                \
+                case 4: rowfn(ng, p0, q, ps, o, ldo, 4); break;                                                \
+                case 5: rowfn(ng, p0, q, ps, o, ldo, 5); break;                                                \
+                case 6: rowfn(ng, p0, q, ps, o, ldo, 6); break;                                                \
+                case 7: rowfn(ng, p0, q, ps, o, ldo, 7); break;                                                \
+                default: rowfn(ng, p0, q, ps, o, ldo, 8); break;                                               \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+QD_ROWS_FN(rows_q4_0, q4_row, 128)
+QD_ROWS_FN(rows_q8_0, q8_row, 64)
 #endif
+
+void qdot512_rows_n(uint32_t wtype, int64_t K, const uint8_t *w, uint64_t row_bytes, int64_t rows,
+                     const void *prepared, size_t prep_stride, int64_t n_tok, float *out, int64_t ldo) {
+#if QUANT_HAVE_X86
+    if (wtype == LLMS_TYPE_Q4_0) rows_q4_0(K, w, row_bytes, rows, prepared, prep_stride, n_tok, out, ldo);
+    else if (wtype == LLMS_TYPE_Q8_0) rows_q8_0(K, w, row_bytes, rows, prepared, prep_stride, n_tok, out, ldo);
+#else
+    (void)wtype; (void)K; (void)w; (void)row_bytes; (void)rows; (void)prepared; (void)prep_stride; (void)n_tok;
+    (void)out; (void)ldo;
+#endif
+}
 
 void qdot512_rows(uint32_t wtype, int64_t K, const uint8_t *w, uint64_t row_bytes, int64_t rows,
                   const void *prepared, float *out) {
-#if QUANT_HAVE_X86
-    if (wtype == LLMS_TYPE_Q4_0) rows_q4_0(K, w, row_bytes, rows, prepared, out);
-    else if (wtype == LLMS_TYPE_Q8_0) rows_q8_0(K, w, row_bytes, rows, prepared, out);
-#else
-    (void)wtype; (void)K; (void)w; (void)row_bytes; (void)rows; (void)prepared; (void)out;
-#endif
+    qdot512_rows_n(wtype, K, w, row_bytes, rows, prepared, 0, 1, out, 0);
 }

@@ -29,4 +29,13 @@ void qdot512_prepare(uint32_t wtype, int64_t K, const void *act_q8_0, void *prep
 void qdot512_rows(uint32_t wtype, int64_t K, const uint8_t *w, uint64_t row_bytes, int64_t rows,
                   const void *prepared, float *out);
 
+/* Tokens per pass over a row in qdot512_rows_n (register-bound). */
+#define QD_MAX_TOKENS 8
+/* Several tokens at once: out[t * ldo + i] = dot(row i, token t) for
+ * t < n_tok, token t's prepared row at prepared + t * prep_stride. Each
+ * weight group is unpacked once for all tokens; every result is
+ * bit-identical to what qdot512_rows gives for that token alone. */
+void qdot512_rows_n(uint32_t wtype, int64_t K, const uint8_t *w, uint64_t row_bytes, int64_t rows,
+                    const void *prepared, size_t prep_stride, int64_t n_tok, float *out, int64_t ldo);
+
 #endif

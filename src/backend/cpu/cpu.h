@@ -1,6 +1,8 @@
 /*
  * CPU kernels used by the forward pass. Matrix products go through
  * cpu_matmul, which picks, by the number of tokens:
+ *  - Q4_0 and Q8_0 weights repacked at load (quant/qpack.h, AVX512-VNNI):
+ *    one kernel for every batch size, decode included;
  *  - decode (< 4 tokens): matrix-vector products, each weight byte read
  *    once, activations quantized to 8 bits (Q4_0/Q8_0 on AVX512-VNNI use
  *    quant/qdot512.h, the other types quant_vec_dot_fn);
@@ -25,6 +27,17 @@ llms_status cpu_matmul(threadpool *pool, const lalloc *a, const weight *w, const
  * parallel region when decoding; each Y_k is exactly what cpu_matmul gives. */
 llms_status cpu_matmul_n(threadpool *pool, const lalloc *a, const weight *const *ws, int nw, const float *x,
                          int64_t n, float *const *ys);
+
+/* At load, on the CPU backend: repack the matrices whose type has a
+ * faster interleaved layout (Q4_0, Q8_0 with AVX512-VNNI, quant/qpack.h) into
+ * w->packed; cpu_free_packed frees them (safe after a partial pack). */
+llms_status cpu_pack_weights(llms_model *m);
+void cpu_free_packed(llms_model *m);
+
+/* 1 if cpu_matmul computes each token's row of Y on its own (same result
+ * whatever the other tokens) for any number of tokens, so the
+ * deterministic mode can pass whole batches. */
+int cpu_matmul_tokenwise(const weight *w);
 
 /* One row of a weight matrix as floats (embedding lookup). */
 void cpu_weight_row(const weight *w, int64_t row, float *out);
