@@ -209,17 +209,19 @@ static void test_qpack(void **state) {
         printf("# qpack: not available on this CPU\n");
         return;
     }
-    assert_false(qpack_supported(LLMS_TYPE_Q4_K, 256));
+    assert_false(qpack_supported(LLMS_TYPE_Q6_K, 256));
+    assert_false(qpack_supported(LLMS_TYPE_Q4_K, 32));
     assert_false(qpack_supported(LLMS_TYPE_Q4_0, 48));
-    const int64_t Ks[] = {32, 96, 2048};
+    const int64_t Ks[2][3] = {{32, 96, 2048}, {256, 512, 2048}};  /* Q4_K: whole super-blocks */
     const int64_t Rs[] = {1, 16, 37};
     const int64_t Ns[] = {1, 3, 8, 13};
-    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0};
-    for (size_t c = 0; c < 2 * 3 * 3; c++) {
+    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0, LLMS_TYPE_Q4_K};
+    for (size_t c = 0; c < 3 * 3 * 3; c++) {
             const uint32_t T = types[c / 9];
             const size_t ki = c / 3 % 3, ri = c % 3;
+            const int64_t K = Ks[T == LLMS_TYPE_Q4_K][ki], R = Rs[ri], ldy = R + 5;
+            assert_true(qpack_supported(T, K));
             quant_dot_fn ref = quant_vec_dot_get(T, QUANT_ISA_SCALAR);
-            const int64_t K = Ks[ki], R = Rs[ri], ldy = R + 5;
             const uint64_t rb = type_row_bytes(type_get(T), (uint64_t)K);
             uint8_t *w = xaligned(rb * (uint64_t)R);
             float *x = xaligned((size_t)K * 13 * sizeof(float));
@@ -231,7 +233,7 @@ static void test_qpack(void **state) {
             const int64_t n_tiles = (R + QPACK_ROWS - 1) / QPACK_ROWS;
             qpack_pack(T, w, rb, R, K, 0, n_tiles, pk);
             for (int64_t i = 0; i < K * 13; i++) x[i] = frand() * 3.0f;
-            uint8_t *act = xaligned((size_t)(K / 32) * 34);
+            uint8_t *act = xaligned((size_t)(K / 32) * 34 + (size_t)(K / 256) * 292);
             float *alone = xaligned((size_t)13 * (size_t)ldy * sizeof(float));
             for (size_t ni = 0; ni < 4; ni++) {
                 const int64_t n = Ns[ni];
@@ -245,7 +247,7 @@ static void test_qpack(void **state) {
                 qpack_matmul_tiles(T, pk, R, K, 0, n_tiles / 2, &a, y, ldy);
                 qpack_matmul_tiles(T, pk, R, K, n_tiles / 2, n_tiles, &a, y, ldy);
                 for (int64_t t = 0; t < n; t++) {
-                    quant_quantize_row(LLMS_TYPE_Q8_0, x + t * K, act, K);
+                    quant_quantize_row(T == LLMS_TYPE_Q4_K ? LLMS_TYPE_Q8_K : LLMS_TYPE_Q8_0, x + t * K, act, K);
                     for (int64_t r = 0; r < R; r++) {
                         float want, got = y[t * ldy + r];
                         ref(K, w + r * rb, act, &want);

@@ -14,12 +14,22 @@
 #define SC_BYTES 32   /* 16 fp16 scales per block */
 
 /* Value bytes of one 32-column block of a tile. */
-static size_t block_bytes(uint32_t wtype) { return wtype == LLMS_TYPE_Q4_0 ? 256 : 512; }
+static size_t block_bytes(uint32_t wtype) { return wtype == LLMS_TYPE_Q8_0 ? 512 : 256; }
+
+/* Q4_K super-block (256 columns) of a tile: 8 blocks of nibbles, then
+ * sc [8][16] u8, mn [4][16][2] int16 (pairs of blocks 2p, 2p + 1 per row,
+ * for vpdpwssd), d [16] and dmin [16] fp16. */
+#define K4_NIB 2048
+#define K4_SC 128
+#define K4_MN 256
+#define K4_D 64
+#define K4_BYTES (K4_NIB + K4_SC + K4_MN + K4_D)
 
 int qpack_supported(uint32_t wtype, int64_t K) {
 #if QUANT_HAVE_X86
-    return (wtype == LLMS_TYPE_Q4_0 || wtype == LLMS_TYPE_Q8_0) && K > 0 && K % 32 == 0 &&
-           quant_isa_best() >= QUANT_ISA_AVX512;
+    if (quant_isa_best() < QUANT_ISA_AVX512 || K <= 0) return 0;
+    if (wtype == LLMS_TYPE_Q4_0 || wtype == LLMS_TYPE_Q8_0) return K % 32 == 0;
+    return wtype == LLMS_TYPE_Q4_K && K % 256 == 0;
 #else
     (void)wtype;
     (void)K;
@@ -28,7 +38,7 @@ int qpack_supported(uint32_t wtype, int64_t K) {
 }
 
 size_t qpack_tile_bytes(uint32_t wtype, int64_t K) {
-    size_t b = (size_t)(K / 32) * (block_bytes(wtype) + SC_BYTES);
+    size_t b = wtype == LLMS_TYPE_Q4_K ? (size_t)(K / 256) * K4_BYTES : (size_t)(K / 32) * (block_bytes(wtype) + SC_BYTES);
     return (b + 63) / 64 * 64;  /* every tile starts 64-byte aligned */
 }
 
@@ -36,8 +46,39 @@ size_t qpack_bytes(uint32_t wtype, int64_t rows, int64_t K) {
     return (size_t)((rows + QPACK_ROWS - 1) / QPACK_ROWS) * qpack_tile_bytes(wtype, K);
 }
 
+static void pack_q4_K_row(const blk_q4_K *blk, int64_t n_super, int r, uint8_t *tile) {
+    for (int64_t s = 0; s < n_super; s++) {
+        uint8_t *sb = tile + (size_t)s * K4_BYTES;
+        uint8_t sc[8], mn[8];
+        k4_unpack_scales(blk[s].scales, sc, mn);
+        for (int j = 0; j < 8; j++) {
+            uint8_t u[32];
+            for (int l = 0; l < 32; l++) u[l] = (blk[s].qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0x0F;
+            uint8_t *v = sb + 256 * j;
+            for (int i = 0; i < 4; i++)
+                for (int c = 0; c < 4; c++) v[64 * i + 4 * r + c] = (uint8_t)(u[8 * i + c] | u[8 * i + 4 + c] << 4);
+            sb[K4_NIB + 16 * j + r] = sc[j];
+            int16_t m = mn[j];
+            memcpy(sb + K4_NIB + K4_SC + 64 * (j / 2) + 4 * r + 2 * (j & 1), &m, 2);
+        }
+        uint16_t *d = (uint16_t *)(sb + K4_NIB + K4_SC + K4_MN);
+        d[r] = blk[s].d;
+        d[16 + r] = blk[s].dmin;
+    }
+}
+
 void qpack_pack(uint32_t wtype, const uint8_t *w, uint64_t row_bytes, int64_t rows, int64_t K, int64_t tile0,
                 int64_t tile1, uint8_t *packed) {
+    if (wtype == LLMS_TYPE_Q4_K) {
+        const size_t tb = qpack_tile_bytes(wtype, K);
+        for (int64_t ti = tile0; ti < tile1; ti++) {
+            uint8_t *tile = packed + (size_t)ti * tb;
+            memset(tile, 0, tb);  /* padding rows: zero scales */
+            for (int r = 0; r < QPACK_ROWS && ti * QPACK_ROWS + r < rows; r++)
+                pack_q4_K_row((const blk_q4_K *)(w + (uint64_t)(ti * QPACK_ROWS + r) * row_bytes), K / 256, r, tile);
+        }
+        return;
+    }
     const int64_t nb = K / 32;
     const size_t tb = qpack_tile_bytes(wtype, K), bb = block_bytes(wtype);
     for (int64_t ti = tile0; ti < tile1; ti++) {
@@ -75,7 +116,7 @@ void qpack_pack(uint32_t wtype, const uint8_t *w, uint64_t row_bytes, int64_t ro
 size_t qpack_act_bytes(int64_t n, int64_t K) {
     size_t q = ((size_t)n * (size_t)K + 63) / 64 * 64;
     size_t s = ((size_t)n * (size_t)(K / 32) * 4 + 63) / 64 * 64;
-    return q + 2 * s;
+    return q + 3 * s;
 }
 
 void qpack_act_init(qpack_act *a, void *buf, int64_t n, int64_t K) {
@@ -86,12 +127,25 @@ void qpack_act_init(qpack_act *a, void *buf, int64_t n, int64_t K) {
     a->q = buf;
     a->d = (float *)((uint8_t *)buf + q);
     a->corr = (int32_t *)((uint8_t *)buf + q + s);
+    a->bsum = (int16_t *)((uint8_t *)buf + q + 2 * s);
 }
 
 void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x) {
+    const int64_t nb = a->K / 32;
+    if (wtype == LLMS_TYPE_Q4_K) {
+        /* Through the Q8_K quantizer, as the reference dot product. */
+        blk_q8_K blk;
+        for (int64_t s = 0; s < a->K / 256; s++) {
+            quant_quantize_row(LLMS_TYPE_Q8_K, x + s * 256, &blk, 256);
+            memcpy(a->q + t * a->K + s * 256, blk.qs, 256);
+            a->d[t * nb + s] = blk.d;
+            for (int j = 0; j < 8; j++)
+                a->bsum[t * nb + s * 8 + j] = (int16_t)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+        }
+        return;
+    }
     /* Through the Q8_0 quantizer, so the values and scales are exactly
      * those of the reference dot product. */
-    const int64_t nb = a->K / 32;
     const int zero = wtype == LLMS_TYPE_Q4_0 ? 8 : 128;
     blk_q8_0 blk[8];
     for (int64_t b0 = 0; b0 < nb; b0 += 8) {
@@ -168,6 +222,68 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy, mask, f[t]);
 }
 
+/* Q4_K: w = d * sc * u - dmin * mn per 32-column block, sc and mn 6-bit.
+ * Integer sums as in the reference (isum = sum sc * dot, msum = sum mn *
+ * block sum of the activations) per super-block, then one float step. */
+static inline __attribute__((always_inline)) QPACK_TARGET void
+tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, float *y, int64_t ldy, __mmask16 mask,
+           const int NT) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const int64_t K = a->K, nb = K / 32;
+    __m512 f[QPACK_MAX_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) f[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < ns; s++) {
+        const uint8_t *sb = tile + (size_t)s * K4_BYTES;
+        __m512i isum[QPACK_MAX_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) isum[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *v = sb + 256 * j;
+            __m512i w[8];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), _MM_HINT_T0);
+                const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
+                w[2 * i] = _mm512_and_si512(p, m4);
+                w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+            }
+            const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + K4_NIB + 16 * j)));
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                const int8_t *q = a->q + (t0 + t) * K + s * 256 + j * 32;
+                __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    int32_t x4;
+                    memcpy(&x4, q + 4 * k, 4);
+                    acc = _mm512_dpbusd_epi32(acc, w[k], _mm512_set1_epi32(x4));
+                }
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc, sc));
+            }
+        }
+        const uint16_t *dd = (const uint16_t *)(sb + K4_NIB + K4_SC + K4_MN);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dd));
+        const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dd + 16)));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const int16_t *bs = a->bsum + (t0 + t) * nb + s * 8;
+            __m512i msum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) {
+                int32_t pair;
+                memcpy(&pair, bs + 2 * p, 4);
+                msum = _mm512_dpwssd_epi32(msum, _mm512_loadu_si512((const void *)(sb + K4_NIB + K4_SC + 64 * p)),
+                                           _mm512_set1_epi32(pair));
+            }
+            const __m512 r = _mm512_fmsub_ps(dw, _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dmw, _mm512_cvtepi32_ps(msum)));
+            f[t] = _mm512_fmadd_ps(_mm512_set1_ps(a->d[(t0 + t) * nb + s]), r, f[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy, mask, f[t]);
+}
+
 #define TILE_CASES(Q4)                                                                                  \
     switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {                              \
     case 1: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 1); break;                                      \
@@ -191,7 +307,19 @@ static QPACK_TARGET void matmul_tiles(uint32_t wtype, const uint8_t *packed, int
         const __mmask16 mask = (__mmask16)((1u << nr) - 1);
         float *yt = y + r0;
         for (int64_t t0 = 0; t0 < a->n; t0 += QPACK_MAX_TOKENS) {
-            if (wtype == LLMS_TYPE_Q4_0) {
+            if (wtype == LLMS_TYPE_Q4_K) {
+                const int64_t ns = K / 256;
+                switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {
+                case 1: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 1); break;
+                case 2: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 2); break;
+                case 3: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 3); break;
+                case 4: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 4); break;
+                case 5: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 5); break;
+                case 6: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 6); break;
+                case 7: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 7); break;
+                default: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 8); break;
+                }
+            } else if (wtype == LLMS_TYPE_Q4_0) {
                 TILE_CASES(1)
             } else {
                 TILE_CASES(0)

@@ -1,6 +1,6 @@
 /*
- * Q4_0 and Q8_0 weights repacked at load time for AVX512-VNNI matrix
- * products.
+ * Q4_0, Q8_0 and Q4_K weights repacked at load time for AVX512-VNNI
+ * matrix products.
  *
  * Why: in the GGUF layout a row is a run of 18- or 34-byte blocks, so a
  * kernel that keeps one row's values in a vector's lanes must shuffle each
@@ -21,12 +21,18 @@
  *                    u = the 4-bit value, weight = (u - 8) * scale;
  *       Q8_0 (NV 8): u[32b + 4i + c], u = q + 128, weight = (u - 128) * scale;
  *   scales [K/32][16] fp16, row r's block scale (0 for padding rows).
- * The last tile is padded with zero-scale rows; the size equals the GGUF
- * data's, rounded up to whole tiles.
+ * Q4_K (K % 256 == 0) per 256-column super-block: the 8 blocks' nibbles as
+ * for Q4_0, then the 6-bit block scales sc [8][16] u8 and mins mn as int16
+ * pairs (blocks 2p, 2p+1 of row r at [p][r], for vpdpwssd), then d [16]
+ * and dmin [16] fp16: w = d * sc * u - dmin * mn, integer sums exactly as
+ * the reference dot product with Q8_K activations (8% more bytes than
+ * Q4_K, for scales that need no unpacking).
+ * The last tile is padded with zero-scale rows; Q4_0 and Q8_0 sizes equal
+ * the GGUF data's, rounded up to whole tiles.
  *
- * Activations are quantized exactly as for the Q8_0 dot products (blocks of
- * 32, fp16 scale), so results match quant_vec_dot up to float summation
- * order; a token's result is formed by the same operations whatever the
+ * Activations are quantized exactly as for the reference dot products
+ * (Q8_0: blocks of 32, fp16 scale; Q8_K for Q4_K), so results match
+ * quant_vec_dot up to float summation order; a token's result is formed by the same operations whatever the
  * batch, so it does not depend on the other tokens.
  */
 #ifndef LLMS_QUANT_QPACK_H
@@ -52,6 +58,7 @@ typedef struct qpack_act {
     int8_t *q;        /* [n][K] */
     float *d;         /* [n][K/32] block scales */
     int32_t *corr;    /* [n][K/32] -zero_point * sum of the block's q */
+    int16_t *bsum;    /* [n][K/32] Q4_K: sum of each 32-block's q (d is then per 256) */
 } qpack_act;
 
 size_t qpack_act_bytes(int64_t n, int64_t K);
