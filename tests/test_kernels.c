@@ -199,7 +199,7 @@ static void test_qdot512(void **state) {
         }
 }
 
-/* Repacked Q4_0 and Q8_0 (quant/qpack.h): every result against the scalar
+/* Repacked Q4_0, Q8_0, Q4_K and Q6_K (quant/qpack.h): every result against the scalar
  * weight x Q8_0 dot product of the original rows; a token's result bit-identical
  * alone and inside any batch; padding rows never written; any split of
  * the tiles gives the same numbers. */
@@ -209,17 +209,18 @@ static void test_qpack(void **state) {
         printf("# qpack: not available on this CPU\n");
         return;
     }
-    assert_false(qpack_supported(LLMS_TYPE_Q6_K, 256));
+    assert_false(qpack_supported(LLMS_TYPE_Q5_K, 256));
     assert_false(qpack_supported(LLMS_TYPE_Q4_K, 32));
     assert_false(qpack_supported(LLMS_TYPE_Q4_0, 48));
     const int64_t Ks[2][3] = {{32, 96, 2048}, {256, 512, 2048}};  /* Q4_K: whole super-blocks */
     const int64_t Rs[] = {1, 16, 37};
     const int64_t Ns[] = {1, 3, 8, 13};
-    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0, LLMS_TYPE_Q4_K};
-    for (size_t c = 0; c < 3 * 3 * 3; c++) {
+    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0, LLMS_TYPE_Q4_K, LLMS_TYPE_Q6_K};
+    for (size_t c = 0; c < 4 * 3 * 3; c++) {
             const uint32_t T = types[c / 9];
             const size_t ki = c / 3 % 3, ri = c % 3;
-            const int64_t K = Ks[T == LLMS_TYPE_Q4_K][ki], R = Rs[ri], ldy = R + 5;
+            const int kq = T == LLMS_TYPE_Q4_K || T == LLMS_TYPE_Q6_K;
+            const int64_t K = Ks[kq][ki], R = Rs[ri], ldy = R + 5;
             assert_true(qpack_supported(T, K));
             quant_dot_fn ref = quant_vec_dot_get(T, QUANT_ISA_SCALAR);
             const uint64_t rb = type_row_bytes(type_get(T), (uint64_t)K);
@@ -247,7 +248,7 @@ static void test_qpack(void **state) {
                 qpack_matmul_tiles(T, pk, R, K, 0, n_tiles / 2, &a, y, ldy);
                 qpack_matmul_tiles(T, pk, R, K, n_tiles / 2, n_tiles, &a, y, ldy);
                 for (int64_t t = 0; t < n; t++) {
-                    quant_quantize_row(T == LLMS_TYPE_Q4_K ? LLMS_TYPE_Q8_K : LLMS_TYPE_Q8_0, x + t * K, act, K);
+                    quant_quantize_row(kq ? LLMS_TYPE_Q8_K : LLMS_TYPE_Q8_0, x + t * K, act, K);
                     for (int64_t r = 0; r < R; r++) {
                         float want, got = y[t * ldy + r];
                         ref(K, w + r * rb, act, &want);

@@ -25,11 +25,20 @@ static size_t block_bytes(uint32_t wtype) { return wtype == LLMS_TYPE_Q8_0 ? 512
 #define K4_D 64
 #define K4_BYTES (K4_NIB + K4_SC + K4_MN + K4_D)
 
+/* Q6_K super-block of a tile: per 32-column block 4 nibble vectors (low 4
+ * bits, as Q4_0) and 2 vectors of high 2-bit pairs (vector h, byte 4r + c,
+ * bits 2m..2m+1: value 4(4h + m) + c of the block), then sc [16][16] int8
+ * (16-column groups x rows) and d [16] fp16: the size of the Q6_K data. */
+#define K6_BLOCK 384
+#define K6_SC 256
+#define K6_D 32
+#define K6_BYTES (8 * K6_BLOCK + K6_SC + K6_D)
+
 int qpack_supported(uint32_t wtype, int64_t K) {
 #if QUANT_HAVE_X86
     if (quant_isa_best() < QUANT_ISA_AVX512 || K <= 0) return 0;
     if (wtype == LLMS_TYPE_Q4_0 || wtype == LLMS_TYPE_Q8_0) return K % 32 == 0;
-    return wtype == LLMS_TYPE_Q4_K && K % 256 == 0;
+    return (wtype == LLMS_TYPE_Q4_K || wtype == LLMS_TYPE_Q6_K) && K % 256 == 0;
 #else
     (void)wtype;
     (void)K;
@@ -38,7 +47,9 @@ int qpack_supported(uint32_t wtype, int64_t K) {
 }
 
 size_t qpack_tile_bytes(uint32_t wtype, int64_t K) {
-    size_t b = wtype == LLMS_TYPE_Q4_K ? (size_t)(K / 256) * K4_BYTES : (size_t)(K / 32) * (block_bytes(wtype) + SC_BYTES);
+    size_t b = wtype == LLMS_TYPE_Q4_K   ? (size_t)(K / 256) * K4_BYTES
+               : wtype == LLMS_TYPE_Q6_K ? (size_t)(K / 256) * K6_BYTES
+                                         : (size_t)(K / 32) * (block_bytes(wtype) + SC_BYTES);
     return (b + 63) / 64 * 64;  /* every tile starts 64-byte aligned */
 }
 
@@ -67,15 +78,50 @@ static void pack_q4_K_row(const blk_q4_K *blk, int64_t n_super, int r, uint8_t *
     }
 }
 
+static void pack_q6_K_row(const blk_q6_K *blk, int64_t n_super, int r, uint8_t *tile) {
+    for (int64_t s = 0; s < n_super; s++) {
+        uint8_t *sb = tile + (size_t)s * K6_BYTES;
+        uint8_t u[256];
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = blk[s].ql + 64 * h, *qh = blk[s].qh + 32 * h;
+            uint8_t *uu = u + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                uu[l] = (uint8_t)((ql[l] & 0xF) | (qh[l] & 3) << 4);
+                uu[l + 32] = (uint8_t)((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4);
+                uu[l + 64] = (uint8_t)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
+                uu[l + 96] = (uint8_t)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
+            }
+        }
+        for (int b = 0; b < 8; b++) {
+            const uint8_t *ub = u + 32 * b;
+            uint8_t *v = sb + K6_BLOCK * b;
+            for (int c = 0; c < 4; c++) {
+                for (int i = 0; i < 4; i++)
+                    v[64 * i + 4 * r + c] = (uint8_t)((ub[8 * i + c] & 0xF) | (ub[8 * i + 4 + c] & 0xF) << 4);
+                for (int h = 0; h < 2; h++) {
+                    uint8_t hb = 0;
+                    for (int m = 0; m < 4; m++) hb |= (uint8_t)((ub[4 * (4 * h + m) + c] >> 4) << (2 * m));
+                    v[256 + 64 * h + 4 * r + c] = hb;
+                }
+            }
+        }
+        for (int g = 0; g < 16; g++) sb[8 * K6_BLOCK + 16 * g + r] = (uint8_t)blk[s].scales[g];
+        memcpy(sb + 8 * K6_BLOCK + K6_SC + 2 * r, &blk[s].d, 2);
+    }
+}
+
 void qpack_pack(uint32_t wtype, const uint8_t *w, uint64_t row_bytes, int64_t rows, int64_t K, int64_t tile0,
                 int64_t tile1, uint8_t *packed) {
-    if (wtype == LLMS_TYPE_Q4_K) {
+    if (wtype == LLMS_TYPE_Q4_K || wtype == LLMS_TYPE_Q6_K) {
         const size_t tb = qpack_tile_bytes(wtype, K);
         for (int64_t ti = tile0; ti < tile1; ti++) {
             uint8_t *tile = packed + (size_t)ti * tb;
             memset(tile, 0, tb);  /* padding rows: zero scales */
-            for (int r = 0; r < QPACK_ROWS && ti * QPACK_ROWS + r < rows; r++)
-                pack_q4_K_row((const blk_q4_K *)(w + (uint64_t)(ti * QPACK_ROWS + r) * row_bytes), K / 256, r, tile);
+            for (int r = 0; r < QPACK_ROWS && ti * QPACK_ROWS + r < rows; r++) {
+                const uint8_t *row = w + (uint64_t)(ti * QPACK_ROWS + r) * row_bytes;
+                if (wtype == LLMS_TYPE_Q4_K) pack_q4_K_row((const blk_q4_K *)row, K / 256, r, tile);
+                else pack_q6_K_row((const blk_q6_K *)row, K / 256, r, tile);
+            }
         }
         return;
     }
@@ -113,10 +159,11 @@ void qpack_pack(uint32_t wtype, const uint8_t *w, uint64_t row_bytes, int64_t ro
     }
 }
 
+/* q [n][K], then d [n][K/32], corr [n][K/16], bsum [n][K/32] (int16). */
 size_t qpack_act_bytes(int64_t n, int64_t K) {
     size_t q = ((size_t)n * (size_t)K + 63) / 64 * 64;
     size_t s = ((size_t)n * (size_t)(K / 32) * 4 + 63) / 64 * 64;
-    return q + 3 * s;
+    return q + 4 * s;
 }
 
 void qpack_act_init(qpack_act *a, void *buf, int64_t n, int64_t K) {
@@ -127,11 +174,23 @@ void qpack_act_init(qpack_act *a, void *buf, int64_t n, int64_t K) {
     a->q = buf;
     a->d = (float *)((uint8_t *)buf + q);
     a->corr = (int32_t *)((uint8_t *)buf + q + s);
-    a->bsum = (int16_t *)((uint8_t *)buf + q + 2 * s);
+    a->bsum = (int16_t *)((uint8_t *)buf + q + 3 * s);
 }
 
 void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x) {
     const int64_t nb = a->K / 32;
+    if (wtype == LLMS_TYPE_Q6_K) {
+        /* Through the Q8_K quantizer, as the reference dot product; the
+         * weights' zero point (32) per 16-column group. */
+        blk_q8_K blk;
+        for (int64_t s = 0; s < a->K / 256; s++) {
+            quant_quantize_row(LLMS_TYPE_Q8_K, x + s * 256, &blk, 256);
+            memcpy(a->q + t * a->K + s * 256, blk.qs, 256);
+            a->d[t * nb + s] = blk.d;
+            for (int g = 0; g < 16; g++) a->corr[t * (a->K / 16) + s * 16 + g] = -32 * blk.bsums[g];
+        }
+        return;
+    }
     if (wtype == LLMS_TYPE_Q4_K) {
         /* Through the Q8_K quantizer, as the reference dot product. */
         blk_q8_K blk;
@@ -284,6 +343,76 @@ tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy, mask, f[t]);
 }
 
+/* Q6_K: w = d * sc * (u - 32) per 16-column group, u 6-bit, sc int8;
+ * isum = sum sc * (dot(u, a) - 32 * group sum of a) in integers as the
+ * reference, the zero point as each group accumulator's start. */
+static inline __attribute__((always_inline)) QPACK_TARGET void
+tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, float *y, int64_t ldy, __mmask16 mask,
+           const int NT) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const int64_t K = a->K, nb = K / 32, ng = K / 16;
+    __m512 f[QPACK_MAX_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) f[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < ns; s++) {
+        const uint8_t *sb = tile + (size_t)s * K6_BYTES;
+        __m512i isum[QPACK_MAX_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) isum[t] = _mm512_setzero_si512();
+        for (int b = 0; b < 8; b++) {
+            const uint8_t *v = sb + K6_BLOCK * b;
+#pragma GCC unroll 6
+            for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), _MM_HINT_T0);
+            const __m512i h0 = _mm512_loadu_si512((const void *)(v + 256));
+            const __m512i h1 = _mm512_loadu_si512((const void *)(v + 320));
+            __m512i w[8];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
+                w[2 * i] = _mm512_and_si512(p, m4);
+                w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+            }
+            /* High bits of vector j = 4h + m: bits 2m..2m+1 of h_h, moved
+             * to bits 4..5 (16-bit shifts; the 0x30 mask keeps each byte's
+             * own bits). */
+            w[0] = _mm512_or_si512(w[0], _mm512_and_si512(_mm512_slli_epi16(h0, 4), m30));
+            w[1] = _mm512_or_si512(w[1], _mm512_and_si512(_mm512_slli_epi16(h0, 2), m30));
+            w[2] = _mm512_or_si512(w[2], _mm512_and_si512(h0, m30));
+            w[3] = _mm512_or_si512(w[3], _mm512_and_si512(_mm512_srli_epi16(h0, 2), m30));
+            w[4] = _mm512_or_si512(w[4], _mm512_and_si512(_mm512_slli_epi16(h1, 4), m30));
+            w[5] = _mm512_or_si512(w[5], _mm512_and_si512(_mm512_slli_epi16(h1, 2), m30));
+            w[6] = _mm512_or_si512(w[6], _mm512_and_si512(h1, m30));
+            w[7] = _mm512_or_si512(w[7], _mm512_and_si512(_mm512_srli_epi16(h1, 2), m30));
+            const int8_t *scp = (const int8_t *)(sb + 8 * K6_BLOCK) + 32 * b;
+            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)scp));
+            const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scp + 16)));
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                const int8_t *q = a->q + (t0 + t) * K + s * 256 + b * 32;
+                const int32_t *corr = a->corr + (t0 + t) * ng + s * 16 + 2 * b;
+                __m512i g0 = _mm512_set1_epi32(corr[0]), g1 = _mm512_set1_epi32(corr[1]);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    int32_t x0, x1;
+                    memcpy(&x0, q + 4 * k, 4);
+                    memcpy(&x1, q + 16 + 4 * k, 4);
+                    g0 = _mm512_dpbusd_epi32(g0, w[k], _mm512_set1_epi32(x0));
+                    g1 = _mm512_dpbusd_epi32(g1, w[4 + k], _mm512_set1_epi32(x1));
+                }
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(g0, sc0),
+                                                                     _mm512_mullo_epi32(g1, sc1)));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 8 * K6_BLOCK + K6_SC)));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++)
+            f[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(a->d[(t0 + t) * nb + s])),
+                                   _mm512_cvtepi32_ps(isum[t]), f[t]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy, mask, f[t]);
+}
+
 #define TILE_CASES(Q4)                                                                                  \
     switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {                              \
     case 1: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 1); break;                                      \
@@ -307,7 +436,19 @@ static QPACK_TARGET void matmul_tiles(uint32_t wtype, const uint8_t *packed, int
         const __mmask16 mask = (__mmask16)((1u << nr) - 1);
         float *yt = y + r0;
         for (int64_t t0 = 0; t0 < a->n; t0 += QPACK_MAX_TOKENS) {
-            if (wtype == LLMS_TYPE_Q4_K) {
+            if (wtype == LLMS_TYPE_Q6_K) {
+                const int64_t ns = K / 256;
+                switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {
+                case 1: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 1); break;
+                case 2: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 2); break;
+                case 3: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 3); break;
+                case 4: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 4); break;
+                case 5: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 5); break;
+                case 6: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 6); break;
+                case 7: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 7); break;
+                default: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 8); break;
+                }
+            } else if (wtype == LLMS_TYPE_Q4_K) {
                 const int64_t ns = K / 256;
                 switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {
                 case 1: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 1); break;

@@ -1,5 +1,5 @@
 /*
- * Q4_0, Q8_0 and Q4_K weights repacked at load time for AVX512-VNNI
+ * Q4_0, Q8_0, Q4_K and Q6_K weights repacked at load time for AVX512-VNNI
  * matrix products.
  *
  * Why: in the GGUF layout a row is a run of 18- or 34-byte blocks, so a
@@ -27,8 +27,11 @@
  * and dmin [16] fp16: w = d * sc * u - dmin * mn, integer sums exactly as
  * the reference dot product with Q8_K activations (8% more bytes than
  * Q4_K, for scales that need no unpacking).
- * The last tile is padded with zero-scale rows; Q4_0 and Q8_0 sizes equal
- * the GGUF data's, rounded up to whole tiles.
+ * Q6_K per super-block: per 32-column block the low 4 bits as Q4_0's
+ * nibbles and the high 2 bits in two vectors, then sc [16 groups][16] int8
+ * and d [16] fp16 (layout in qpack.c): the size of the Q6_K data.
+ * The last tile is padded with zero-scale rows; Q4_0, Q8_0 and Q6_K sizes
+ * equal the GGUF data's, rounded up to whole tiles.
  *
  * Activations are quantized exactly as for the reference dot products
  * (Q8_0: blocks of 32, fp16 scale; Q8_K for Q4_K), so results match
@@ -57,7 +60,7 @@ typedef struct qpack_act {
     int64_t n, K;
     int8_t *q;        /* [n][K] */
     float *d;         /* [n][K/32] block scales */
-    int32_t *corr;    /* [n][K/32] -zero_point * sum of the block's q */
+    int32_t *corr;    /* [n][K/32] -zero_point * sum of the block's q ([n][K/16] for Q6_K) */
     int16_t *bsum;    /* [n][K/32] Q4_K: sum of each 32-block's q (d is then per 256) */
 } qpack_act;
 
