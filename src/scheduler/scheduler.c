@@ -937,7 +937,9 @@ static void fair_prefill(llms_scheduler *S, batch_fill *bf, uint32_t n_order) {
             if (r->state != RQ_RUNNING || r->in_batch || r->s->n_eval >= r->n_prompt) continue;
             tenant *t = &S->tenants[r->tenant];
             uint32_t pending = r->s->n_tokens - r->s->n_eval;
-            t->demand = pending < bf->budget - t->demand ? t->demand + pending : bf->budget;
+            /* Not capped at the budget: a tenant whose demand exceeds its
+             * share must not look satisfied to water_fill. */
+            t->demand = pending < UINT32_MAX - t->demand ? t->demand + pending : UINT32_MAX;
         }
         water_fill(S, bf->budget);
         for (uint32_t i = lo; i < hi && bf->budget; i++) {
