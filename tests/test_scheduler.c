@@ -915,7 +915,7 @@ typedef struct fair_case {
 
 /* B's steps to its first token (4 new tokens, deterministic mode), alone or
  * after A submitted FAIR_NA prompts of FAIR_LA tokens and ran 3 steps. */
-static int fair_ttft(const fair_case *c, int32_t *tok, int *n_tok) {
+static int fair_ttft(const fair_case *c, int32_t *tok, int *n_tok, uint64_t *preemptions) {
     llms_scheduler *S =
         make_fair_sched(LLMS_SCHEDULER_DETERMINISTIC, FAIR_BATCH, c->max_running, c->aging_ms, 1, 1);
     int32_t pa[FAIR_LA], pb[64];
@@ -945,6 +945,10 @@ static int fair_ttft(const fair_case *c, int32_t *tok, int *n_tok) {
     assert_int_equal(llms_scheduler_submit(S, &rp, &id), LLMS_OK);
     if (c->sleep_b_ms) usleep((useconds_t)c->sleep_b_ms * 1000);
     int steps = steps_to_first_token(S, id, tok, n_tok);
+    llms_scheduler_stats st;
+    llms_scheduler_stats_init(&st);
+    assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
+    *preemptions = st.preemptions;
     llms_scheduler_destroy(S);
     return steps;
 }
@@ -974,8 +978,11 @@ static void test_fair_prefill_latency(void **state) {
         int n_base, n_tok;
         fair_case alone = *c;
         alone.flood = 0;
-        int base = fair_ttft(&alone, base_tok, &n_base);
-        int flooded = fair_ttft(c, tok, &n_tok);
+        uint64_t pre;
+        int base = fair_ttft(&alone, base_tok, &n_base, &pre);
+        int flooded = fair_ttft(c, tok, &n_tok, &pre);
+        /* One of A's 4 slots goes to B, once; with slots to spare, none. */
+        assert_int_equal(pre, c->max_running == 4 && c->prio_b >= 0 ? 1 : 0);
         printf("fair prefill: B (%u-token prompt, priority %d, max_running %u%s) steps to first token: alone %d, "
                "under A's flood of %d x %d tokens %d\n",
                c->lb, c->prio_b, c->max_running, c->aging_ms ? ", aged" : "", base, FAIR_NA, FAIR_LA, flooded);
@@ -1033,6 +1040,88 @@ static void test_fair_prefill_weights(void **state) {
     /* Each tenant may have up to one prompt part-done at the end of the
      * window: 3 +- 0.6 covers that rounding (exact share: A 19.2, B 6.4). */
     assert_true(ratio >= 2.4 && ratio <= 3.6);
+    llms_scheduler_destroy(S);
+}
+
+/* Idle time earns no credit: B, idle while A was served alone for 10
+ * steps, then flooding too, shares the prompt budget with A at once instead
+ * of taking all of it until its service caught up with A's. Both A's prompt
+ * in progress (80 tokens left) and B's first (100) get their first token
+ * within 8 steps: each gets at least 13 tokens a step (half the budget, A's
+ * decode tokens counting against A). */
+static void test_fair_prefill_no_credit(void **state) {
+    (void)state;
+    NEED_MODEL();
+    enum { BATCH = 32, NA = 8, LA = 100 };
+    llms_scheduler *S = make_fair_sched(0, BATCH, 64, 0, 1, 1);
+    int32_t p[LA];
+    uint64_t ida[NA], idb[NA];
+    for (uint32_t i = 0; i < NA; i++) { fair_prompt(p, LA, i); ida[i] = submit_tokens(S, p, LA, 8, "A"); }
+    char buf[4096];
+    llms_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.struct_size = sizeof ev;
+    ev.text_buf = buf;
+    ev.text_cap = sizeof buf;
+    int first_a = 0;
+    for (int step = 0; step < 10; step++) {
+        assert_int_equal(llms_scheduler_step(S, NULL), LLMS_OK);
+        while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK)
+            if (ev.type == LLMS_EVENT_TOKEN && ev.n_generated == 1) first_a++;
+    }
+    assert_int_equal(first_a, 3);  /* 320 tokens: 3 prompts done, the 4th at 20 */
+    for (uint32_t i = 0; i < NA; i++) { fair_prompt(p, LA, 50 + i); idb[i] = submit_tokens(S, p, LA, 8, "B"); }
+    int a4 = -1, b1 = -1;
+    for (int step = 1; step <= 12 && (a4 < 0 || b1 < 0); step++) {
+        assert_int_equal(llms_scheduler_step(S, NULL), LLMS_OK);
+        while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK) {
+            if (ev.type != LLMS_EVENT_TOKEN || ev.n_generated != 1) continue;
+            if (ev.request_id == ida[3]) a4 = step;
+            if (ev.request_id == idb[0]) b1 = step;
+        }
+    }
+    printf("fair prefill after B wakes: A's 4th prompt done in %d steps, B's first in %d\n", a4, b1);
+    assert_true(a4 > 0 && a4 <= 8);
+    assert_true(b1 > 0 && b1 <= 8);
+    llms_scheduler_destroy(S);
+}
+
+/* An unused share earns no credit either: B, asking for less than its
+ * share every step (a 4-token prompt a step) while A floods, then flooding
+ * too, shares with A at once rather than taking the whole budget until
+ * the shares it left unused were made up (about 24 tokens a step for 20
+ * steps). A still finishes a prompt in the next 12 steps (it has at least
+ * 13 tokens a step; its prompt in progress needs at most 100). */
+static void test_fair_prefill_unused_share(void **state) {
+    (void)state;
+    NEED_MODEL();
+    enum { BATCH = 32, NA = 8, LA = 100 };
+    llms_scheduler *S = make_fair_sched(0, BATCH, 64, 0, 1, 1);
+    int32_t p[LA];
+    uint64_t ida[NA];
+    for (uint32_t i = 0; i < NA; i++) { fair_prompt(p, LA, i); ida[i] = submit_tokens(S, p, LA, 8, "A"); }
+    char buf[4096];
+    llms_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.struct_size = sizeof ev;
+    ev.text_buf = buf;
+    ev.text_cap = sizeof buf;
+    for (int step = 0; step < 20; step++) {
+        fair_prompt(p, 4, 200u + (uint32_t)step);
+        submit_tokens(S, p, 4, 1, "B");
+        assert_int_equal(llms_scheduler_step(S, NULL), LLMS_OK);
+        while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK) {}
+    }
+    for (uint32_t i = 0; i < NA; i++) { fair_prompt(p, LA, 50 + i); submit_tokens(S, p, LA, 8, "B"); }
+    int first_a = 0;
+    for (int step = 0; step < 12; step++) {
+        assert_int_equal(llms_scheduler_step(S, NULL), LLMS_OK);
+        while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK)
+            for (uint32_t i = 0; i < NA; i++)
+                if (ev.type == LLMS_EVENT_TOKEN && ev.n_generated == 1 && ev.request_id == ida[i]) first_a++;
+    }
+    printf("fair prefill after B's small requests: A's prompts done in the next 12 steps: %d\n", first_a);
+    assert_true(first_a >= 1);
     llms_scheduler_destroy(S);
 }
 
@@ -1456,6 +1545,8 @@ int main(void) {
         cmocka_unit_test(test_fair_share_and_priority),
         cmocka_unit_test(test_fair_prefill_latency),
         cmocka_unit_test(test_fair_prefill_weights),
+        cmocka_unit_test(test_fair_prefill_no_credit),
+        cmocka_unit_test(test_fair_prefill_unused_share),
         cmocka_unit_test(test_fair_prefill_lone_tenant),
         cmocka_unit_test(test_worker_thread_callback),
         cmocka_unit_test(test_allocation_failures),
