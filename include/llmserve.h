@@ -859,8 +859,11 @@ typedef struct llms_scheduler_params {
     llms_event_fn event_fn;       /* NULL = queue events for llms_scheduler_poll */
     void *event_user;
     llms_cache *cache;            /* prefix cache to use; NULL = none */
-    uint32_t aging_ms;            /* a waiting request gains one priority level per
-                                     aging_ms; default 1000 */
+    uint32_t aging_ms;            /* a request gains one priority level per aging_ms
+                                     since submission, up to the highest priority
+                                     waiting or running (so it is never starved, and
+                                     age never outranks the fair share between
+                                     tenants of equal priority); default 5000 */
 } llms_scheduler_params;
 
 /* Threads: any. Since: 0.2. */
@@ -938,7 +941,13 @@ typedef struct llms_tenant_params {
     uint32_t tokens_per_minute;   /* prompt + generated tokens (token bucket); 0 = no limit */
     uint32_t max_prompt_tokens;   /* 0 = no limit */
     uint32_t max_output_tokens;   /* caps max_tokens; 0 = no limit */
-    uint32_t weight;              /* share of compute against other tenants; default 1 */
+    uint32_t weight;              /* share against the other tenants with work, among
+                                     requests of equal (aged) priority: of each step's
+                                     prompt-token budget (after the decode tokens, which
+                                     count against it; service is measured in tokens
+                                     computed, prompt and generated, and idle time
+                                     earns no credit), and of the max_running slots;
+                                     default 1 (0 = 1) */
     const char *sharing_group;    /* prefix-cache group; NULL = the tenant's own */
 } llms_tenant_params;
 

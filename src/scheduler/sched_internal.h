@@ -40,7 +40,16 @@ typedef struct tenant {
     llms_tenant_params p;
     double bucket, t_refill;    /* token bucket */
     uint32_t running;
-    uint64_t served;            /* tokens computed, for the fair share */
+    uint64_t served;            /* tokens computed (prompt and generated) */
+    /* The fair share (see fair_share in scheduler.c): tokens computed over
+     * the weight, raised when the tenant wakes up or leaves its share of a
+     * step unused, so that idle time is not saved up as credit. */
+    double vtime;
+    int active;                 /* had prompt tokens to evaluate last step */
+    /* Scratch of one step, under lock: tokens already in the batch, prompt
+     * tokens wanted at the level being filled, and its share of them. */
+    uint32_t step_tokens, demand, alloc;
+    int want, backlog;
     uint64_t submitted, outcome[OUT_COUNT];
     uint64_t prompt_tokens, cached_tokens, generated_tokens;
     histo ttft;

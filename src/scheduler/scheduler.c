@@ -134,8 +134,13 @@ static void tenant_refill(tenant *t, double now) {
     t->t_refill = now;
 }
 
-/* Compute done for a tenant, for the fair share. */
-static void tenant_charge(tenant *t, uint32_t tokens) { t->served += tokens; }
+/* Tokens computed for a tenant (prompt and generated alike), for the fair
+ * share. Charged over the weight in force when computed, so a changed
+ * weight applies from then on. */
+static void tenant_charge(tenant *t, uint32_t tokens) {
+    t->served += tokens;
+    t->vtime += (double)tokens / t->p.weight;
+}
 
 /* ---- events ---- */
 
@@ -228,6 +233,7 @@ static void terminate(llms_scheduler *S, request *r, int32_t type, int32_t reaso
 
 static void *worker_main(void *arg);
 static llms_status waiting_push(llms_scheduler *S, request *r);
+static void preempt(llms_scheduler *S, request *r);
 
 LLMS_API llms_status llms_scheduler_create(llms_model *m, const llms_scheduler_params *params,
                                            llms_scheduler **out) {
@@ -484,9 +490,25 @@ LLMS_API llms_status llms_scheduler_cancel(llms_scheduler *S, uint64_t id) {
 
 /* ---- one step ---- */
 
-static double eff_priority(const llms_scheduler *S, const request *r, double now) {
-    /* Ageing: one level per aging_ms waited since submission, so nothing starves. */
-    return (double)r->priority + (double)(int64_t)((now - r->t_submit) * 1000.0 / S->p.aging_ms);
+/* Ageing: one level per aging_ms waited since submission, so nothing
+ * starves; but only up to `top`, the highest base priority among the
+ * requests r competes with. A request that waited long thus competes as an
+ * equal of the most urgent ones instead of overtaking them, and requests of
+ * one base priority stay equals whatever their age: between tenants the
+ * fair share decides, not who submitted first (otherwise a flood older than
+ * aging_ms would again take every slot and the whole prefill budget). */
+static double eff_priority(const llms_scheduler *S, const request *r, double now, int32_t top) {
+    double k = (double)r->priority + (double)(int64_t)((now - r->t_submit) * 1000.0 / S->p.aging_ms);
+    if (k > top) k = top;
+    return k > r->priority ? k : (double)r->priority;
+}
+
+/* The highest base priority among the requests of arr in state `state`. */
+static int32_t top_priority(request *const *arr, uint32_t n, int state) {
+    int32_t top = INT32_MIN;
+    for (uint32_t i = 0; i < n; i++)
+        if (arr[i]->state == state && arr[i]->priority > top) top = arr[i]->priority;
+    return top;
 }
 
 static int cmp_order(const void *a, const void *b) {
@@ -522,33 +544,104 @@ static void attach_cached(llms_scheduler *S, request *r, int first) {
     }
 }
 
+/* Whether waiting request x goes before y (both of level `key`): first the
+ * tenant holding fewer running slots for its weight, then the one served
+ * less for its weight, then the older request. */
+static int admit_before(const llms_scheduler *S, const request *x, const request *y) {
+    const tenant *tx = &S->tenants[x->tenant], *ty = &S->tenants[y->tenant];
+    uint64_t sx = (uint64_t)tx->running * ty->p.weight, sy = (uint64_t)ty->running * tx->p.weight;
+    if (sx != sy) return sx < sy;
+    if (tx->vtime != ty->vtime) return tx->vtime < ty->vtime;
+    return x->id < y->id;
+}
+
+/* Move waiting[i] to the running set. Caller holds lock. */
+static void admit_one(llms_scheduler *S, uint32_t i, double now) {
+    request *r = S->waiting[i];
+    memmove(S->waiting + i, S->waiting + i + 1, (S->n_waiting - i - 1) * sizeof *S->waiting);
+    S->n_waiting--;
+    r->state = RQ_RUNNING;
+    S->running[S->n_running++] = r;
+    S->tenants[r->tenant].running++;
+    if (!r->admitted) {
+        r->admitted = 1;
+        histo_observe(&S->mx.queue_time, now - r->t_submit);
+        S->mx.prompt_tokens += r->n_prompt;
+        S->tenants[r->tenant].prompt_tokens += r->n_prompt;
+    }
+    if (r->s->kv.n_blocks == 0 && r->s->n_eval == 0) attach_cached(S, r, !r->started);
+    r->started = 1;
+}
+
+/* With every slot taken, a request whose tenant holds less than its share
+ * of max_running (by weight, among the tenants with work) may take the slot
+ * of a request of a tenant holding more than its share, of no higher
+ * level: the running request that computed least is sent back to wait.
+ * Otherwise a tenant that filled the slots first would keep another's
+ * request out until one of its own finished. The move leaves the one below
+ * its share and the other still at or above it, so it is never undone while
+ * the shares stay the same. Returns the victim's index in running, or -1. */
+static int32_t slot_victim(llms_scheduler *S, const request *cand, double now, int32_t top) {
+    uint64_t W = 0, R = S->p.max_running;
+    for (uint32_t t = 0; t < S->n_tenants; t++)
+        if (S->tenants[t].backlog) W += S->tenants[t].p.weight;
+    const tenant *tc = &S->tenants[cand->tenant];
+    if ((tc->running + 1ull) * W > R * tc->p.weight) return -1;
+    int32_t best = -1;
+    double bkey = 0;
+    for (uint32_t i = 0; i < S->n_running; i++) {
+        request *v = S->running[i];
+        const tenant *tv = &S->tenants[v->tenant];
+        if (v->state != RQ_RUNNING || !tv->running || (tv->running - 1ull) * W < R * tv->p.weight) continue;
+        double k = eff_priority(S, v, now, top);
+        if (k > cand->key) continue;
+        request *b = best < 0 ? NULL : S->running[best];
+        if (!b || k < bkey || (k == bkey && (v->s->n_eval < b->s->n_eval ||
+                                             (v->s->n_eval == b->s->n_eval && v->id > b->id)))) {
+            best = (int32_t)i;
+            bkey = k;
+        }
+    }
+    return best;
+}
+
 /* Admit waiting requests into the running set. Caller holds lock. */
 static void admit(llms_scheduler *S, double now) {
-    while (S->n_running < S->p.max_running) {
+    /* Levels against the top priority of waiting and running requests alike. */
+    int32_t top = top_priority(S->waiting, S->n_waiting, RQ_QUEUED);
+    int32_t top_r = top_priority(S->running, S->n_running, RQ_RUNNING);
+    if (top_r > top) top = top_r;
+    for (uint32_t t = 0; t < S->n_tenants; t++) S->tenants[t].backlog = 0;
+    for (uint32_t i = 0; i < S->n_waiting; i++) S->tenants[S->waiting[i]->tenant].backlog = 1;
+    for (uint32_t i = 0; i < S->n_running; i++) S->tenants[S->running[i]->tenant].backlog = 1;
+    /* Each pass admits one request or ends; a slot taken for the fair
+     * share ends it too after max_running moves, a bound never reached in
+     * practice (see slot_victim). */
+    for (uint32_t moves = 0;;) {
         int32_t best = -1;
-        double bkey = 0, bv = 0;
         for (uint32_t i = 0; i < S->n_waiting; i++) {
             request *r = S->waiting[i];
             if (r->state != RQ_QUEUED) continue;
             tenant *t = &S->tenants[r->tenant];
             if (t->p.max_concurrent && t->running >= t->p.max_concurrent) continue;
-            double k = eff_priority(S, r, now);
-            double v = (double)t->served / t->p.weight;
-            /* Weighted fair share between tenants at equal priority. */
-            if (best < 0 || k > bkey || (k == bkey && (v < bv || (v == bv && r->id < S->waiting[best]->id)))) {
-                best = (int32_t)i;
-                bkey = k;
-                bv = v;
-            }
+            r->key = eff_priority(S, r, now, top);
+            request *b = best < 0 ? NULL : S->waiting[best];
+            if (!b || r->key > b->key || (r->key == b->key && admit_before(S, r, b))) best = (int32_t)i;
         }
         if (best < 0) break;
         request *r = S->waiting[best];
-        /* Admit only what the KV budget can start (a first chunk of its
-         * tokens), evicting unused cache blocks for it; otherwise a request
-         * admitted now would only be preempted again in this step. With
-         * nothing running, admit anyway: the step then finds out whether
-         * the request fits at all. */
-        if (S->p.kv_budget_bytes && S->n_running) {
+        if (S->n_running >= S->p.max_running) {
+            int32_t v = moves < S->p.max_running ? slot_victim(S, r, now, top) : -1;
+            if (v < 0) break;
+            moves++;
+            preempt(S, S->running[v]);  /* appends to waiting: `best` stays valid */
+            compact(S, S->running, &S->n_running, RQ_RUNNING);
+        } else if (S->p.kv_budget_bytes && S->n_running) {
+            /* Admit only what the KV budget can start (a first chunk of its
+             * tokens), evicting unused cache blocks for it; otherwise a
+             * request admitted now would only be preempted again in this
+             * step. With nothing running, admit anyway: the step then finds
+             * out whether the request fits at all. */
             uint64_t bb = kv_block_bytes(&S->m->kv);
             uint32_t first = r->s->n_tokens < S->p.max_batch_tokens ? r->s->n_tokens : S->p.max_batch_tokens;
             uint64_t need = ((uint64_t)first / KV_BLOCK_TOKENS + 1) * bb;
@@ -556,19 +649,7 @@ static void admit(llms_scheduler *S, double now) {
                    pcache_evict(S->p.cache, 1)) {}
             if (kv_pool_used_bytes(&S->m->kv) + need > S->p.kv_budget_bytes) break;
         }
-        memmove(S->waiting + best, S->waiting + best + 1, (S->n_waiting - (uint32_t)best - 1) * sizeof *S->waiting);
-        S->n_waiting--;
-        r->state = RQ_RUNNING;
-        S->running[S->n_running++] = r;
-        S->tenants[r->tenant].running++;
-        if (!r->admitted) {
-            r->admitted = 1;
-            histo_observe(&S->mx.queue_time, now - r->t_submit);
-            S->mx.prompt_tokens += r->n_prompt;
-            S->tenants[r->tenant].prompt_tokens += r->n_prompt;
-        }
-        if (r->s->kv.n_blocks == 0 && r->s->n_eval == 0) attach_cached(S, r, !r->started);
-        r->started = 1;
+        admit_one(S, (uint32_t)best, now);
     }
 }
 
@@ -669,7 +750,6 @@ static void generate_one(llms_scheduler *S, request *r, double now) {
         r->t_last = now;
         S->mx.generated_tokens++;
         t->generated_tokens++;
-        tenant_charge(t, 1);
         if (t->p.tokens_per_minute) t->bucket -= 1;
         emit(S, r, LLMS_EVENT_TOKEN, LLMS_FINISH_NONE, LLMS_OK, res.token, res.text, res.text_len);
         if (r->lost_event)
@@ -678,6 +758,203 @@ static void generate_one(llms_scheduler *S, request *r, double now) {
         terminate(S, r, LLMS_EVENT_FINISHED, res.finish_reason, LLMS_OK, res.token, res.text, res.text_len);
     } else {
         terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, st, -1, NULL, 0);
+    }
+}
+
+/* The batch being built in one step. */
+typedef struct batch_fill {
+    uint32_t budget, nt, nm;    /* tokens left; tokens and members so far */
+    int deferred;               /* a request did not fit the KV budget */
+} batch_fill;
+
+/* Put up to `want` (> 0) pending tokens of S->order[i] into the batch,
+ * within the token budget and the KV budget (which may preempt requests
+ * ordered after it). Returns the tokens placed: 0 if it was deferred or
+ * ended. Caller holds lock. */
+static uint32_t place(llms_scheduler *S, batch_fill *bf, uint32_t i, uint32_t n_order, uint32_t want) {
+    request *r = S->order[i];
+    llms_session *s = r->s;
+    uint32_t chunk = want < bf->budget ? want : bf->budget;
+    uint32_t need = blocks_needed(S, s, chunk);
+    if (need && !make_room(S, need, i, n_order)) {
+        /* Try a smaller prompt chunk that fits the blocks it has. */
+        uint32_t room = s->kv.n_blocks * KV_BLOCK_TOKENS - s->n_eval;
+        if (!room || room >= chunk) { bf->deferred = 1; return 0; }
+        /* It may still need a copy of a shared partial block. */
+        uint32_t cow = blocks_needed(S, s, room);
+        if (cow && !make_room(S, cow, i, n_order)) { bf->deferred = 1; return 0; }
+        chunk = room;
+    }
+    llms_status st = kv_seq_reserve(&S->m->kv, &s->kv, s->n_eval + chunk, s->n_eval);
+    if (st) {
+        terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, st, -1, NULL, 0);
+        return 0;
+    }
+    uint32_t nt = bf->nt, nm = bf->nm;
+    for (uint32_t k = 0; k < chunk; k++) {
+        S->b_tokens[nt + k] = s->tokens[s->n_eval + k];
+        S->b_pos[nt + k] = s->n_eval + k;
+        S->b_seq[nt + k] = nm;
+        S->b_want[nt + k] = 0;
+    }
+    S->b_want[nt + chunk - 1] = s->n_eval + chunk == s->n_tokens;
+    S->b_seqs[nm] = &s->kv;
+    S->members[nm].r = r;
+    S->members[nm].n = chunk;
+    bf->nm = nm + 1;
+    bf->nt = nt + chunk;
+    bf->budget -= chunk;
+    r->in_batch = 1;
+    S->tenants[r->tenant].step_tokens += chunk;
+    return chunk;
+}
+
+/* A tenant's level in the water-filling: its virtual time plus the tokens
+ * this step already gave it, over its weight. */
+static double fair_level(const tenant *t) { return t->vtime + (double)t->step_tokens / t->p.weight; }
+
+/* Prompt tokens t gets at water level L (its demand at most). */
+static uint64_t fair_take(const tenant *t, double L) {
+    double x = (L - fair_level(t)) * t->p.weight;
+    if (x <= 0) return 0;
+    return x >= t->demand ? t->demand : (uint64_t)x;
+}
+
+/* Share `budget` tokens between the tenants with a demand by weighted
+ * water-filling: the water rises from the lowest level and lifts each
+ * tenant it reaches by tokens in proportion to its weight, until the budget
+ * is spent or every demand met. So the tenants behind in service are
+ * served first, then all advance together by weight, and a lone tenant
+ * takes the whole budget. Writes t->alloc. Caller holds lock. */
+static void water_fill(llms_scheduler *S, uint32_t budget) {
+    uint64_t total = 0;
+    double lo = 0, hi = 0;
+    int any = 0;
+    for (uint32_t i = 0; i < S->n_tenants; i++) {
+        tenant *t = &S->tenants[i];
+        t->alloc = 0;
+        if (!t->demand) continue;
+        double b = fair_level(t), e = b + (double)t->demand / t->p.weight;
+        if (!any || b < lo) lo = b;
+        if (!any || e > hi) hi = e;
+        any = 1;
+        total += t->demand;
+    }
+    if (total <= budget) {
+        for (uint32_t i = 0; i < S->n_tenants; i++) S->tenants[i].alloc = S->tenants[i].demand;
+        return;
+    }
+    /* The highest level whose tokens fit the budget, by bisection (the sum
+     * is monotone in the level): enough steps to reach a double's precision. */
+    for (int it = 0; it < 100 && lo < hi; it++) {
+        double mid = lo + (hi - lo) / 2;
+        if (mid <= lo || mid >= hi) break;
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < S->n_tenants; i++)
+            if (S->tenants[i].demand) sum += fair_take(&S->tenants[i], mid);
+        if (sum <= budget) lo = mid;
+        else hi = mid;
+    }
+    uint64_t used = 0;
+    for (uint32_t i = 0; i < S->n_tenants; i++) {
+        tenant *t = &S->tenants[i];
+        if (t->demand) used += t->alloc = (uint32_t)fair_take(t, lo);
+    }
+    /* What rounding left (a token or so per tenant) goes one token at a
+     * time to the lowest level, the first tenant on a tie. */
+    while (used < budget) {
+        tenant *best = NULL;
+        double bl = 0;
+        for (uint32_t i = 0; i < S->n_tenants; i++) {
+            tenant *t = &S->tenants[i];
+            if (t->alloc >= t->demand) continue;
+            double l = fair_level(t) + (double)t->alloc / t->p.weight;
+            if (!best || l < bl) { best = t; bl = l; }
+        }
+        if (!best) break;
+        best->alloc++;
+        used++;
+    }
+    /* A tenant whose whole demand was met stayed below the water line: it
+     * is raised to it, as if it had used its share, so a share it had no
+     * work for is not saved up to later outrun the others. */
+    for (uint32_t i = 0; i < S->n_tenants; i++) {
+        tenant *t = &S->tenants[i];
+        if (!t->demand || t->alloc < t->demand) continue;
+        double l = fair_level(t) + (double)t->alloc / t->p.weight;
+        if (l < lo) t->vtime += lo - l;
+    }
+}
+
+/* Tenants with prompt tokens to evaluate are active. One that was not in
+ * the last step starts at the lowest virtual time of those that were (or,
+ * if none was, all that wake up together start level), so that neither
+ * idle time counts as credit nor past service as debt. Caller holds lock. */
+static void fair_wake(llms_scheduler *S, uint32_t n_order) {
+    for (uint32_t t = 0; t < S->n_tenants; t++) S->tenants[t].want = 0;
+    for (uint32_t i = 0; i < n_order; i++) {
+        request *r = S->order[i];
+        if (r->state == RQ_RUNNING && !r->in_batch && r->s->n_eval < r->n_prompt) S->tenants[r->tenant].want = 1;
+    }
+    double vmin = 0, vmax = 0;
+    int old = 0, woke = 0;
+    for (uint32_t i = 0; i < S->n_tenants; i++) {
+        tenant *t = &S->tenants[i];
+        if (!t->want) continue;
+        if (t->active) {
+            if (!old || t->vtime < vmin) vmin = t->vtime;
+            old = 1;
+        } else {
+            if (!woke || t->vtime > vmax) vmax = t->vtime;
+            woke = 1;
+        }
+    }
+    for (uint32_t i = 0; i < S->n_tenants; i++) {
+        tenant *t = &S->tenants[i];
+        if (t->want && !t->active) {
+            double v = old ? vmin : vmax;
+            if (t->vtime < v) t->vtime = v;
+        }
+        t->active = t->want;
+    }
+}
+
+/* The prompt part of the batch. Level by level of effective priority
+ * (requests of equal level are contiguous in S->order), the budget left is
+ * shared between the tenants with prompts at that level by water_fill,
+ * counting the decode tokens they already have in the batch; each tenant's
+ * share goes to its own requests in order (priority, then age), so its
+ * oldest prompt finishes first. Whatever the KV budget kept a tenant from
+ * using goes to any prompt that still fits, in order, so no budget is lost
+ * to the sharing. Caller holds lock. */
+static void fair_prefill(llms_scheduler *S, batch_fill *bf, uint32_t n_order) {
+    fair_wake(S, n_order);
+    for (uint32_t lo = 0, hi; lo < n_order && bf->budget; lo = hi) {
+        for (hi = lo + 1; hi < n_order && S->order[hi]->key == S->order[lo]->key; hi++) {}
+        for (uint32_t t = 0; t < S->n_tenants; t++) S->tenants[t].demand = 0;
+        for (uint32_t i = lo; i < hi; i++) {
+            request *r = S->order[i];
+            if (r->state != RQ_RUNNING || r->in_batch || r->s->n_eval >= r->n_prompt) continue;
+            tenant *t = &S->tenants[r->tenant];
+            uint32_t pending = r->s->n_tokens - r->s->n_eval;
+            /* Not capped at the budget: a tenant whose demand exceeds its
+             * share must not look satisfied to water_fill. */
+            t->demand = pending < UINT32_MAX - t->demand ? t->demand + pending : UINT32_MAX;
+        }
+        water_fill(S, bf->budget);
+        for (uint32_t i = lo; i < hi && bf->budget; i++) {
+            request *r = S->order[i];
+            if (r->state != RQ_RUNNING || r->in_batch || r->s->n_eval >= r->n_prompt) continue;
+            tenant *t = &S->tenants[r->tenant];
+            uint32_t pending = r->s->n_tokens - r->s->n_eval;
+            uint32_t want = pending < t->alloc ? pending : t->alloc;
+            if (want) t->alloc -= place(S, bf, i, n_order, want);
+        }
+    }
+    for (uint32_t i = 0; i < n_order && bf->budget; i++) {
+        request *r = S->order[i];
+        if (r->state != RQ_RUNNING || r->in_batch || r->s->n_eval >= r->n_prompt) continue;
+        place(S, bf, i, n_order, r->s->n_tokens - r->s->n_eval);
     }
 }
 
@@ -711,59 +988,31 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
     }
     compact(S, S->running, &S->n_running, RQ_RUNNING);
 
-    /* 4. Build the batch: decode tokens first (one per request), then prompt
-     * chunks, each in priority order, under the token and memory budgets. */
+    /* 4. Build the batch: decode tokens first (one per request, in
+     * priority order), then prompt chunks, shared between tenants by
+     * weight at each level of priority (fair_prefill), under the token and
+     * memory budgets. */
     uint32_t n_order = S->n_running;
+    int32_t top = top_priority(S->running, n_order, RQ_RUNNING);
     for (uint32_t i = 0; i < n_order; i++) {
         request *r = S->running[i];
         S->order[i] = r;
-        r->key = eff_priority(S, r, now);
+        r->key = eff_priority(S, r, now, top);
         r->in_batch = 0;
     }
     qsort(S->order, n_order, sizeof *S->order, cmp_order);
-    uint32_t budget = S->p.max_batch_tokens, nt = 0, nm = 0;
-    int deferred = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        for (uint32_t i = 0; i < n_order && budget; i++) {
-            request *r = S->order[i];
-            if (r->state != RQ_RUNNING || r->in_batch) continue;
-            llms_session *s = r->s;
-            uint32_t pending = s->n_tokens - s->n_eval;
-            int decode = s->n_eval >= r->n_prompt;
-            if (pending == 0 || (pass == 0) != decode) continue;
-            uint32_t chunk = pending < budget ? pending : budget;
-            uint32_t need = blocks_needed(S, s, chunk);
-            if (need && !make_room(S, need, i, n_order)) {
-                /* Try a smaller prompt chunk that fits the blocks it has. */
-                uint32_t room = s->kv.n_blocks * KV_BLOCK_TOKENS - s->n_eval;
-                if (!room || room >= chunk) { deferred = 1; continue; }
-                /* It may still need a copy of a shared partial block. */
-                uint32_t cow = blocks_needed(S, s, room);
-                if (cow && !make_room(S, cow, i, n_order)) { deferred = 1; continue; }
-                chunk = room;
-            }
-            llms_status st = kv_seq_reserve(&S->m->kv, &s->kv, s->n_eval + chunk, s->n_eval);
-            if (st) {
-                terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, st, -1, NULL, 0);
-                continue;
-            }
-            for (uint32_t k = 0; k < chunk; k++) {
-                S->b_tokens[nt + k] = s->tokens[s->n_eval + k];
-                S->b_pos[nt + k] = s->n_eval + k;
-                S->b_seq[nt + k] = nm;
-                S->b_want[nt + k] = 0;
-            }
-            S->b_want[nt + chunk - 1] = s->n_eval + chunk == s->n_tokens;
-            S->b_seqs[nm] = &s->kv;
-            S->members[nm].r = r;
-            S->members[nm].n = chunk;
-            nm++;
-            nt += chunk;
-            budget -= chunk;
-            r->in_batch = 1;
-        }
+    for (uint32_t t = 0; t < S->n_tenants; t++) S->tenants[t].step_tokens = 0;
+    batch_fill bf = {S->p.max_batch_tokens, 0, 0, 0};
+    for (uint32_t i = 0; i < n_order && bf.budget; i++) {
+        request *r = S->order[i];
+        if (r->state != RQ_RUNNING) continue;
+        uint32_t pending = r->s->n_tokens - r->s->n_eval;
+        if (pending == 0 || r->s->n_eval < r->n_prompt) continue;
+        place(S, &bf, i, n_order, pending);
     }
-    if (nm == 0 && deferred) {
+    fair_prefill(S, &bf, n_order);
+    uint32_t nt = bf.nt, nm = bf.nm;
+    if (nm == 0 && bf.deferred) {
         /* Nothing fits even with every lower-priority request preempted:
          * the first deferred request cannot run within the budget. */
         for (uint32_t i = 0; i < n_order; i++) {
@@ -803,10 +1052,7 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
             terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, fst, -1, NULL, 0);
             continue;
         }
-        if (s->n_eval < r->n_prompt) {
-            uint32_t ptoks = s->n_eval + n < r->n_prompt ? s->n_eval + n : r->n_prompt;
-            tenant_charge(&S->tenants[r->tenant], ptoks - s->n_eval);
-        }
+        tenant_charge(&S->tenants[r->tenant], n);
         session_batch_commit(s, n, want ? S->logits + (size_t)li * S->m->hp.n_vocab : NULL);
         if (want) li++;
         if (S->p.cache) {

@@ -8,6 +8,13 @@
  * then preemption of the lowest-priority request, recomputed later). Full
  * prompt blocks go to the optional prefix cache (src/cache).
  *
+ * Tenants share by weight, at equal priority: the prompt tokens of each
+ * step by water-filling on their virtual time (tokens computed over the
+ * weight, decode tokens included), and the running slots (a tenant under
+ * its share of max_running takes the slot of one over its share). So a
+ * flooding tenant costs another's short prompt at most its share of the
+ * steps, while a lone tenant still fills the whole budget.
+ *
  * Locks: `lock` guards queues, events, tenants and metrics and is held
  * everywhere except during the forward pass and the event callbacks;
  * `step_lock` serialises steps, so sessions are only touched by the thread
