@@ -410,6 +410,78 @@ static void test_device_lost_mid_generation(void **state) {
     check_validation();
 }
 
+/* Terminal events drained from the queue: how many, and how many of them
+ * are errors with `code`. */
+static int drain_terminal(llms_scheduler *S, llms_status code, int *n_code) {
+    char buf[4096];
+    llms_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.struct_size = sizeof ev;
+    ev.text_buf = buf;
+    ev.text_cap = sizeof buf;
+    int terms = 0;
+    while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK) {
+        if (ev.type == LLMS_EVENT_TOKEN) continue;
+        terms++;
+        if (ev.type == LLMS_EVENT_ERROR && ev.status == code) (*n_code)++;
+    }
+    return terms;
+}
+
+static uint64_t sched_submit(llms_scheduler *S) {
+    llms_sampling_params sp;
+    llms_sampling_params_init(&sp);
+    sp.temperature = 0;
+    sp.max_tokens = 40;
+    llms_request_params rq;
+    llms_request_params_init(&rq);
+    rq.prompt = "The robot";
+    rq.prompt_len = 9;
+    rq.flags = LLMS_REQUEST_MODEL_DEFAULTS;
+    rq.sampling = &sp;
+    uint64_t id = 0;
+    assert_int_equal(llms_scheduler_submit(S, &rq, &id), LLMS_OK);
+    return id;
+}
+
+/* Lost under the scheduler: the running requests end with an ERROR event
+ * carrying DEVICE_LOST (each exactly one terminal event), the scheduler
+ * does not spin or hang, and later requests fail the same way at once. */
+static void test_device_lost_scheduler(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    llms_scheduler *S;
+    assert_int_equal(llms_scheduler_create(m, NULL, &S), LLMS_OK);
+    enum { N = 3 };
+    for (int i = 0; i < N; i++) sched_submit(S);
+    for (int i = 0; i < 3; i++) assert_int_equal(llms_scheduler_step(S, NULL), LLMS_OK);
+    int lost = 0, terms = drain_terminal(S, LLMS_ERR_DEVICE_LOST, &lost);
+    assert_int_equal(terms, 0);
+    vk_debug_inject(ctx->vk, VK_FAULT_DEVICE_LOST, 0);
+    /* The step whose pass failed returns the pass's status too. */
+    assert_int_equal(llms_scheduler_step(S, NULL), LLMS_ERR_DEVICE_LOST);
+    terms = drain_terminal(S, LLMS_ERR_DEVICE_LOST, &lost);
+    assert_int_equal(terms, N);
+    assert_int_equal(lost, N);
+    assert_int_equal(llms_scheduler_step(S, NULL), LLMS_AGAIN);
+    sched_submit(S);
+    assert_int_equal(llms_scheduler_step(S, NULL), LLMS_ERR_DEVICE_LOST);
+    lost = 0;
+    assert_int_equal(drain_terminal(S, LLMS_ERR_DEVICE_LOST, &lost), 1);
+    assert_int_equal(lost, 1);
+    assert_int_equal(llms_scheduler_step(S, NULL), LLMS_AGAIN);
+    llms_scheduler_destroy(S);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
 /* Lost during the weight upload, on the staging path of discrete GPUs
  * (device-local memory not mapped): the copy's submission reports it. */
 static void test_device_lost_during_upload(void **state) {
@@ -563,6 +635,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_auto_gpu_branch, reset_hooks),
         cmocka_unit_test_teardown(test_missing_feature, reset_hooks),
         cmocka_unit_test_teardown(test_device_lost_mid_generation, reset_hooks),
+        cmocka_unit_test_teardown(test_device_lost_scheduler, reset_hooks),
         cmocka_unit_test_teardown(test_device_lost_during_upload, reset_hooks),
         cmocka_unit_test_teardown(test_oom_model_upload, reset_hooks),
         cmocka_unit_test_teardown(test_oom_during_pass, reset_hooks),
