@@ -3,6 +3,7 @@
  * device API, logical device, buffers, pipelines and submission.
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +51,111 @@ llms_status vk_status(VkResult r, const char *what) {
     }
 }
 
+/* ---- device faults ------------------------------------------------------ */
+
+static llms_status lost_error(const vk_dev *d) {
+    return err_set(LLMS_ERR_DEVICE_LOST,
+                   "Vulkan device '%s' was lost (in %s); destroy its models and context and create new ones "
+                   "(the CPU backend is unaffected)",
+                   d->props.deviceName, d->lost_in ? d->lost_in : "?");
+}
+
+/* The status of a call on `d`. Device loss is final (the driver answers
+ * every later submission the same way, and some drivers crash instead), so
+ * it is remembered and checked before any further use. */
+static llms_status dev_status(vk_dev *d, VkResult r, const char *what) {
+    if (r != VK_ERROR_DEVICE_LOST) return vk_status(r, what);
+    if (!d->lost) {
+        d->lost = 1;
+        d->lost_in = what;
+    }
+    return lost_error(d);
+}
+
+/* Allocation failures, host memory included: a device allocation that
+ * finds no host memory (lavapipe's and integrated GPUs' device memory is
+ * host memory) leaves the host the same choices as a full device: a
+ * smaller model or batch, a budget, or the CPU backend. */
+static llms_status mem_status(vk_dev *d, VkResult r, const char *what, uint64_t size) {
+    if (r != VK_ERROR_OUT_OF_DEVICE_MEMORY && r != VK_ERROR_OUT_OF_HOST_MEMORY && r != VK_ERROR_MEMORY_MAP_FAILED)
+        return dev_status(d, r, what);
+    return err_set(LLMS_ERR_DEVICE_MEMORY, "%s: out of %s memory for %llu bytes (%llu bytes in use on '%s')", what,
+                   r == VK_ERROR_OUT_OF_HOST_MEMORY ? "host" : "device", (unsigned long long)size,
+                   (unsigned long long)d->used, d->props.deviceName);
+}
+
+void vk_debug_inject(vk_dev *d, int fault, uint32_t after) {
+    pthread_mutex_lock(&d->lock);
+    d->fault = fault;
+    d->fault_after = after;
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* 1 if the armed fault is `kind` and its countdown has run out. */
+static int fault_fires(vk_dev *d, int kind) {
+    if (d->fault != kind) return 0;
+    if (d->fault_after) {
+        d->fault_after--;
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- instance ---------------------------------------------------------- */
+
+/* Shared objects loaded in the process, by name. */
+typedef struct so_list {
+    const lalloc *a;
+    char **names;
+    size_t n, cap;
+    int oom;
+} so_list;
+
+static int list_so(struct dl_phdr_info *info, size_t size, void *user) {
+    (void)size;
+    so_list *l = user;
+    if (!info->dlpi_name || !info->dlpi_name[0] || l->oom) return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **nn = xrealloc_array(l->a, l->names, cap, sizeof *nn);
+        if (!nn) {
+            l->oom = 1;
+            return 0;
+        }
+        l->names = nn;
+        l->cap = cap;
+    }
+    if (!(l->names[l->n] = xstrndup(l->a, info->dlpi_name, strlen(info->dlpi_name)))) {
+        l->oom = 1;
+        return 0;
+    }
+    l->n++;
+    return 0;
+}
+
+static void free_so(so_list *l) {
+    for (size_t i = 0; i < l->n; i++) xfree(l->a, l->names[i]);
+    xfree(l->a, l->names);
+}
+
+/* Keeps the drivers (and layers) the loader opened for this instance
+ * resident, as the loader itself is (RTLD_NODELETE below): Mesa's drivers
+ * keep per-process state in globals set up once, and unloading them with
+ * the last instance loses it (LeakSanitizer reports it in every program
+ * that merely probed for a GPU), and reloading them per context costs
+ * time. Objects new since `before` are pinned; a library another thread
+ * loads meanwhile may be pinned too, which only keeps it loaded. */
+static void pin_new_objects(const so_list *before) {
+    so_list now = {.a = before->a};
+    dl_iterate_phdr(list_so, &now);
+    for (size_t i = 0; i < now.n; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < before->n && !seen; k++) seen = !strcmp(now.names[i], before->names[k]);
+        /* NOLOAD: only takes a reference to what is loaded; never closed. */
+        if (!seen) dlopen(now.names[i], RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    }
+    free_so(&now);
+}
 
 static int has_layer(vk_inst *vi, const char *name) {
     uint32_t n = 0;
@@ -115,7 +220,13 @@ llms_status vk_inst_create(const lalloc *a, vk_inst **out) {
                                 .ppEnabledLayerNames = layers,
                                 .enabledExtensionCount = want_val ? 1 : 0,
                                 .ppEnabledExtensionNames = exts};
+    so_list before = {.a = a};
+    dl_iterate_phdr(list_so, &before);
     VkResult r = vi->vkCreateInstance(&ici, NULL, &vi->instance);
+    /* Pinning is skipped if the list is incomplete (out of memory): that
+     * would pin libraries that were already there. */
+    if (!before.oom) pin_new_objects(&before);
+    free_so(&before);
     if (r != VK_SUCCESS) {
         st = r == VK_ERROR_INCOMPATIBLE_DRIVER
                  ? err_set(LLMS_ERR_BACKEND, "no Vulkan driver (vkCreateInstance: incompatible driver)")
@@ -174,7 +285,7 @@ void vk_inst_destroy(vk_inst *vi) {
     xfree(vi->a, vi);
 }
 
-static int32_t map_type(VkPhysicalDeviceType t) {
+int32_t vk_device_type(VkPhysicalDeviceType t) {
     switch (t) {
     case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return LLMS_DEVICE_DISCRETE;
     case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return LLMS_DEVICE_INTEGRATED;
@@ -199,7 +310,7 @@ void vk_inst_describe(vk_inst *vi, uint32_t index, llms_device_info *info) {
     llms_device_info d;
     memset(&d, 0, sizeof d);
     d.struct_size = sizeof d;
-    d.type = map_type(p2.properties.deviceType);
+    d.type = vk_device_type(p2.properties.deviceType);
     snprintf(d.name, sizeof d.name, "%s", p2.properties.deviceName);
     d.vendor_id = p2.properties.vendorID;
     d.device_id = p2.properties.deviceID;
@@ -216,18 +327,6 @@ void vk_inst_describe(vk_inst *vi, uint32_t index, llms_device_info *info) {
         d.features |= LLMS_DEVICE_FEATURE_SUBGROUP_ARITH;
     d.max_workgroup_size = p2.properties.limits.maxComputeWorkGroupInvocations;
     params_emit(info, &d, sizeof d);
-}
-
-int32_t vk_inst_pick(vk_inst *vi, int allow_any) {
-    static const VkPhysicalDeviceType order[] = {VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU,
-                                                 VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU};
-    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
-        for (uint32_t i = 0; i < vi->n_phys; i++) {
-            VkPhysicalDeviceProperties p;
-            vi->vkGetPhysicalDeviceProperties(vi->phys[i], &p);
-            if (p.deviceType == order[k]) return (int32_t)i;
-        }
-    return allow_any && vi->n_phys ? 0 : -1;
 }
 
 /* ---- public device listing -------------------------------------------- */
@@ -295,12 +394,14 @@ llms_status vk_dev_create(vk_inst *vi, uint32_t index, uint64_t budget, vk_dev *
     llms_status st = LLMS_OK;
     vi->vkGetPhysicalDeviceProperties(d->phys, &d->props);
     vi->vkGetPhysicalDeviceMemoryProperties(d->phys, &d->mem_props);
-    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
-    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
-    vi->vkGetPhysicalDeviceProperties2(d->phys, &p2);
-    d->subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
-                        (sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT) &&
-                        (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
+    vk_dev_desc desc;
+    vk_inst_desc(vi, index, &desc);
+    if (desc.missing & VK_REQ_ALL) {
+        st = err_set(LLMS_ERR_UNSUPPORTED, "Vulkan device %u '%s' lacks %s, which the shaders need", index,
+                     d->props.deviceName, vk_req_name(desc.missing & VK_REQ_ALL));
+        goto fail;
+    }
+    d->subgroup_arith = !(desc.missing & VK_OPT_SUBGROUP_ARITH);
 
     uint32_t nq = 0;
     vi->vkGetPhysicalDeviceQueueFamilyProperties(d->phys, &nq, NULL);
@@ -323,9 +424,11 @@ llms_status vk_dev_create(vk_inst *vi, uint32_t index, uint64_t budget, vk_dev *
     VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
                               .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &qci};
-    VkResult r = vi->vkCreateDevice(d->phys, &dci, NULL, &d->dev);
+    int fail_create;
+    vk_debug_selection(NULL, NULL, &fail_create);
+    VkResult r = fail_create ? VK_ERROR_INITIALIZATION_FAILED : vi->vkCreateDevice(d->phys, &dci, NULL, &d->dev);
     if (r != VK_SUCCESS) {
-        st = vk_status(r, "vkCreateDevice");
+        st = dev_status(d, r, "vkCreateDevice");
         d->dev = VK_NULL_HANDLE;
         goto fail;
     }
@@ -376,6 +479,8 @@ fail:
 void vk_dev_destroy(vk_dev *d) {
     if (!d) return;
     if (d->dev) {
+        /* Returns promptly on a lost device too (the spec requires it), and
+         * retires whatever the loss left pending before it is destroyed. */
         d->vkDeviceWaitIdle(d->dev);
         for (uint32_t i = 0; i < d->n_pipes; i++) {
             vk_pipe *p = &d->pipes[i];
@@ -410,6 +515,7 @@ llms_status vk_buf_create(vk_dev *d, uint64_t size, int host_visible, vk_buf *ou
         return err_set(LLMS_ERR_DEVICE_MEMORY, "device memory budget exceeded (%llu + %llu > %llu bytes)",
                        (unsigned long long)d->used, (unsigned long long)size,
                        (unsigned long long)d->budget);
+    if (d->lost) return lost_error(d);
     VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
                               .size = size,
                               .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
@@ -418,7 +524,7 @@ llms_status vk_buf_create(vk_dev *d, uint64_t size, int host_visible, vk_buf *ou
     VkResult r = d->vkCreateBuffer(d->dev, &bci, NULL, &out->buf);
     if (r != VK_SUCCESS) {
         out->buf = VK_NULL_HANDLE;
-        return vk_status(r, "vkCreateBuffer");
+        return mem_status(d, r, "vkCreateBuffer", size);
     }
     VkMemoryRequirements req;
     d->vkGetBufferMemoryRequirements(d->dev, out->buf, &req);
@@ -434,13 +540,17 @@ llms_status vk_buf_create(vk_dev *d, uint64_t size, int host_visible, vk_buf *ou
     VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
                                 .allocationSize = req.size,
                                 .memoryTypeIndex = (uint32_t)mt};
-    if ((r = d->vkAllocateMemory(d->dev, &mai, NULL, &out->mem)) != VK_SUCCESS) {
+    /* An injected failure replaces the call, as the driver's would. */
+    if (fault_fires(d, VK_FAULT_OOM)) r = VK_ERROR_OUT_OF_DEVICE_MEMORY;
+    else if (fault_fires(d, VK_FAULT_HOST_OOM)) r = VK_ERROR_OUT_OF_HOST_MEMORY;
+    else r = d->vkAllocateMemory(d->dev, &mai, NULL, &out->mem);
+    if (r != VK_SUCCESS) {
         out->mem = VK_NULL_HANDLE;
-        st = vk_status(r, "vkAllocateMemory");
+        st = mem_status(d, r, "vkAllocateMemory", req.size);
         goto fail;
     }
     if ((r = d->vkBindBufferMemory(d->dev, out->buf, out->mem, 0)) != VK_SUCCESS) {
-        st = vk_status(r, "vkBindBufferMemory");
+        st = mem_status(d, r, "vkBindBufferMemory", req.size);
         goto fail;
     }
     /* Map whatever is host-visible (all of it on lavapipe and on
@@ -448,7 +558,7 @@ llms_status vk_buf_create(vk_dev *d, uint64_t size, int host_visible, vk_buf *ou
     if ((d->mem_props.memoryTypes[mt].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) &&
         (host_visible || !d->no_host_map)) {
         if ((r = d->vkMapMemory(d->dev, out->mem, 0, VK_WHOLE_SIZE, 0, &out->map)) != VK_SUCCESS) {
-            st = vk_status(r, "vkMapMemory");
+            st = mem_status(d, r, "vkMapMemory", req.size);
             goto fail;
         }
         if (!(d->mem_props.memoryTypes[mt].propertyFlags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT))
@@ -490,6 +600,7 @@ static llms_status copy_now(vk_dev *d, vk_buf *src, uint64_t soff, vk_buf *dst, 
 llms_status vk_buf_write(vk_dev *d, vk_buf *b, uint64_t off, const void *src, uint64_t n) {
     if (off > b->size || n > b->size - off)
         return err_set(LLMS_ERR_INTERNAL, "vk_buf_write out of bounds");
+    if (d->lost) return lost_error(d);   /* mapped memory stays valid, but is no longer the device's */
     if (b->map) {
         memcpy((char *)b->map + off, src, n);
         return LLMS_OK;
@@ -512,6 +623,7 @@ llms_status vk_buf_write(vk_dev *d, vk_buf *b, uint64_t off, const void *src, ui
 llms_status vk_buf_read(vk_dev *d, vk_buf *b, uint64_t off, void *dst, uint64_t n) {
     if (off > b->size || n > b->size - off)
         return err_set(LLMS_ERR_INTERNAL, "vk_buf_read out of bounds");
+    if (d->lost) return lost_error(d);   /* the contents are undefined after a loss */
     if (b->map) {
         memcpy(dst, (const char *)b->map + off, n);
         return LLMS_OK;
@@ -556,7 +668,7 @@ static llms_status get_pipe(vk_dev *d, const char *shader, uint32_t spec, uint32
     llms_status st = LLMS_OK;
     VkShaderModule mod = VK_NULL_HANDLE;
     if ((r = d->vkCreateDescriptorSetLayout(d->dev, &dli, NULL, &p->dsl)) != VK_SUCCESS) {
-        st = vk_status(r, "vkCreateDescriptorSetLayout");
+        st = dev_status(d, r, "vkCreateDescriptorSetLayout");
         goto fail;
     }
     VkPushConstantRange pcr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, VK_PUSH_BYTES};
@@ -566,14 +678,14 @@ static llms_status get_pipe(vk_dev *d, const char *shader, uint32_t spec, uint32
                                       .pushConstantRangeCount = 1,
                                       .pPushConstantRanges = &pcr};
     if ((r = d->vkCreatePipelineLayout(d->dev, &pli, NULL, &p->layout)) != VK_SUCCESS) {
-        st = vk_status(r, "vkCreatePipelineLayout");
+        st = dev_status(d, r, "vkCreatePipelineLayout");
         goto fail;
     }
     VkShaderModuleCreateInfo smi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
                                     .codeSize = blob->size,
                                     .pCode = blob->code};
     if ((r = d->vkCreateShaderModule(d->dev, &smi, NULL, &mod)) != VK_SUCCESS) {
-        st = vk_status(r, "vkCreateShaderModule");
+        st = dev_status(d, r, "vkCreateShaderModule");
         goto fail;
     }
     VkSpecializationMapEntry me = {0, 0, sizeof(uint32_t)};
@@ -590,7 +702,7 @@ static llms_status get_pipe(vk_dev *d, const char *shader, uint32_t spec, uint32
     d->vkDestroyShaderModule(d->dev, mod, NULL);
     if (r != VK_SUCCESS) {
         p->pipe = VK_NULL_HANDLE;
-        st = vk_status(r, "vkCreateComputePipelines");
+        st = dev_status(d, r, "vkCreateComputePipelines");
         goto fail;
     }
     p->shader = blob->name;  /* static storage, unlike the caller's string */
@@ -610,10 +722,11 @@ fail:
 
 llms_status vk_begin(vk_dev *d) {
     if (d->recording) return err_set(LLMS_ERR_INTERNAL, "vk_begin while recording");
+    if (d->lost) return lost_error(d);
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     VkResult r = d->vkBeginCommandBuffer(d->cmd, &bi);
-    if (r != VK_SUCCESS) return vk_status(r, "vkBeginCommandBuffer");
+    if (r != VK_SUCCESS) return dev_status(d, r, "vkBeginCommandBuffer");
     d->recording = 1;
     return LLMS_OK;
 }
@@ -621,17 +734,26 @@ llms_status vk_begin(vk_dev *d) {
 llms_status vk_submit(vk_dev *d) {
     if (!d->recording) return err_set(LLMS_ERR_INTERNAL, "vk_submit without vk_begin");
     d->recording = 0;
+    /* Lost while recording (a split submission in vk_dispatch): the
+     * command buffer is reclaimed with its pool when the device goes. */
+    if (d->lost) return lost_error(d);
     VkResult r = d->vkEndCommandBuffer(d->cmd);
     llms_status st = LLMS_OK;
     if (r != VK_SUCCESS) {
-        st = vk_status(r, "vkEndCommandBuffer");
+        st = dev_status(d, r, "vkEndCommandBuffer");
     } else {
         VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1,
                            .pCommandBuffers = &d->cmd};
-        if ((r = d->vkQueueSubmit(d->queue, 1, &si, d->fence)) != VK_SUCCESS)
-            st = vk_status(r, "vkQueueSubmit");
-        else if ((r = d->vkWaitForFences(d->dev, 1, &d->fence, VK_TRUE, UINT64_MAX)) != VK_SUCCESS)
-            st = vk_status(r, "vkWaitForFences");
+        if (fault_fires(d, VK_FAULT_DEVICE_LOST)) {
+            /* Injected: nothing is submitted, so nothing is left pending. */
+            d->fault = VK_FAULT_NONE;
+            st = dev_status(d, VK_ERROR_DEVICE_LOST, "vkQueueSubmit");
+        } else if ((r = d->vkQueueSubmit(d->queue, 1, &si, d->fence)) != VK_SUCCESS) {
+            st = dev_status(d, r, "vkQueueSubmit");
+        } else if ((r = d->vkWaitForFences(d->dev, 1, &d->fence, VK_TRUE, UINT64_MAX)) != VK_SUCCESS) {
+            st = dev_status(d, r, "vkWaitForFences");
+        }
+        if (d->lost) return st;
         d->vkResetFences(d->dev, 1, &d->fence);
     }
     d->vkResetCommandBuffer(d->cmd, 0);
@@ -644,6 +766,7 @@ llms_status vk_dispatch(vk_dev *d, const char *shader, uint32_t spec, const vk_b
                         uint32_t n_bufs, const void *push, uint32_t push_bytes, uint32_t gx,
                         uint32_t gy, uint32_t gz) {
     if (!d->recording) return err_set(LLMS_ERR_INTERNAL, "vk_dispatch outside vk_begin");
+    if (d->lost) return lost_error(d);
     if (n_bufs > VK_MAX_BIND || push_bytes > VK_PUSH_BYTES)
         return err_set(LLMS_ERR_INTERNAL, "vk_dispatch: too many bindings or push bytes");
     if (gx == 0 || gy == 0 || gz == 0) return LLMS_OK;
@@ -651,6 +774,11 @@ llms_status vk_dispatch(vk_dev *d, const char *shader, uint32_t spec, const vk_b
     if (gx > lim->maxComputeWorkGroupCount[0] || gy > lim->maxComputeWorkGroupCount[1] ||
         gz > lim->maxComputeWorkGroupCount[2])
         return err_set(LLMS_ERR_UNSUPPORTED, "%s: grid %ux%ux%u exceeds the device's limits", shader, gx, gy, gz);
+    /* Bound whole (VK_WHOLE_SIZE), so each buffer must fit the range. */
+    for (uint32_t i = 0; i < n_bufs; i++)
+        if (bufs[i]->size > lim->maxStorageBufferRange)
+            return err_set(LLMS_ERR_UNSUPPORTED, "%s: a %llu-byte buffer exceeds the device's maxStorageBufferRange (%u)",
+                           shader, (unsigned long long)bufs[i]->size, lim->maxStorageBufferRange);
     vk_pipe *p = NULL;
     llms_status st = get_pipe(d, shader, spec, n_bufs, &p);
     if (st != LLMS_OK) return st;
@@ -665,7 +793,7 @@ llms_status vk_dispatch(vk_dev *d, const char *shader, uint32_t spec, const vk_b
                                        .pSetLayouts = &p->dsl};
     VkDescriptorSet set;
     VkResult r = d->vkAllocateDescriptorSets(d->dev, &dai, &set);
-    if (r != VK_SUCCESS) return vk_status(r, "vkAllocateDescriptorSets");
+    if (r != VK_SUCCESS) return dev_status(d, r, "vkAllocateDescriptorSets");
     d->desc_sets_left--;
     VkDescriptorBufferInfo bi[VK_MAX_BIND];
     VkWriteDescriptorSet wr[VK_MAX_BIND];

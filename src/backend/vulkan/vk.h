@@ -40,13 +40,70 @@ typedef struct vk_inst {
 llms_status vk_inst_create(const lalloc *a, vk_inst **out);
 void vk_inst_destroy(vk_inst *vi);
 
+/* LLMS_DEVICE_* for a Vulkan device type. */
+int32_t vk_device_type(VkPhysicalDeviceType t);
+
 /* Fills a public device description for physical device `index`. */
 void vk_inst_describe(vk_inst *vi, uint32_t index, llms_device_info *info);
 
-/* The device AUTO would choose: the first discrete GPU, else the first
- * integrated one; -1 if neither. With allow_any, any other device (a CPU
- * driver such as lavapipe) is taken last. */
+/* What the shaders need from a device (vk_dev_desc.missing). Not needed:
+ * 16- or 8-bit storage and float16 arithmetic (F16 and quantized weights
+ * are read as 32-bit words and unpacked in the shader), and subgroup
+ * operations (matvec.comp is the portable fallback of matvec_sg.comp). */
+enum {
+    VK_REQ_API_1_2 = 1u << 0,       /* Vulkan 1.2: the shaders are SPIR-V 1.5 */
+    VK_REQ_COMPUTE_QUEUE = 1u << 1, /* a queue family with compute */
+    VK_REQ_WORKGROUP = 1u << 2,     /* 256 invocations, 64 x 16 sizes (matmul.comp is 16x16) */
+    VK_REQ_SHARED_MEMORY = 1u << 3, /* VK_SHARED_BYTES of workgroup memory (matmul.comp's tiles) */
+    VK_REQ_ALL = (1u << 4) - 1,
+    /* Optional: without it matvec.comp replaces matvec_sg.comp. */
+    VK_OPT_SUBGROUP_ARITH = 1u << 8
+};
+#define VK_SHARED_BYTES 4096u
+
+/* A device as the selection policy sees it. */
+typedef struct vk_dev_desc {
+    int32_t type;           /* LLMS_DEVICE_* */
+    uint32_t api_version;   /* VK_MAKE_API_VERSION */
+    uint32_t missing;       /* VK_REQ_* the device lacks (VK_OPT_* informative) */
+} vk_dev_desc;
+
+/* The selection policy, a pure function of the list (for tests with
+ * made-up devices). Returns the index to open, or -1.
+ *   AUTO (explicit_req 0): a discrete GPU, else an integrated one, else a
+ *     virtual one; never a CPU driver (lavapipe: the CPU backend is faster)
+ *     nor an unknown type.
+ *   explicit (1): the same order, then CPU drivers, then other types.
+ * A device below Vulkan 1.2 or missing a VK_REQ_* is skipped; among
+ * devices of one type the lowest index (the driver's order) wins. */
+int32_t vk_select(const vk_dev_desc *devs, uint32_t n, int explicit_req);
+
+/* A static name for the first requirement in `missing` ("" if none). */
+const char *vk_req_name(uint32_t missing);
+
+/* Describes physical device `index` for the policy (test overrides of
+ * vk_debug_select applied). */
+void vk_inst_desc(vk_inst *vi, uint32_t index, vk_dev_desc *out);
+
+/* vk_select over the instance's devices (allow_any: explicit request). */
 int32_t vk_inst_pick(vk_inst *vi, int allow_any);
+
+/* The device AUTO takes, probed once per process (an instance costs 10 to
+ * 100 ms, and contexts are created often); -1 where there is none or no
+ * Vulkan at all. Devices plugged in later are not seen by AUTO. */
+int32_t vk_auto_device(void);
+
+/* Test hooks for selection, process-wide (0 = off); each call also
+ * forgets AUTO's cached choice. Not to be called while contexts are being
+ * created on other threads.
+ *   force_type: every device describes itself as this LLMS_DEVICE_* type
+ *               (-1 = off), so AUTO's GPU path runs on lavapipe;
+ *   mask:       these VK_REQ_* / VK_OPT_* are reported missing;
+ *   fail_create: vk_dev_create fails as vkCreateDevice would
+ *               (VK_ERROR_INITIALIZATION_FAILED). */
+void vk_debug_select(int32_t force_type, uint32_t mask, int fail_create);
+/* The current hooks (read by device.c). */
+void vk_debug_selection(int32_t *force_type, uint32_t *mask, int *fail_create);
 
 /* Validation-layer errors reported in this process so far, and the last
  * message (for tests: the library itself never prints). */
@@ -97,10 +154,35 @@ typedef struct vk_dev {
     uint32_t n_pipes;
     vk_pipe pipes[VK_MAX_PIPES];
     pthread_mutex_t lock;
+    /* Set by the first VK_ERROR_DEVICE_LOST. Every later call that would
+     * touch the device then fails at once with LLMS_ERR_DEVICE_LOST and
+     * makes no Vulkan call; only destruction still runs (the spec allows
+     * it on a lost device). Read and written under `lock`, like the rest. */
+    int lost;
+    const char *lost_in;            /* the call that saw it (static string) */
+    int fault;                      /* VK_FAULT_* armed by vk_debug_inject */
+    uint32_t fault_after;           /* matching calls to let through first */
 } vk_dev;
 
+/* Faults a test can inject (vk_debug_inject). */
+enum {
+    VK_FAULT_NONE = 0,
+    VK_FAULT_DEVICE_LOST = 1,   /* a submission returns VK_ERROR_DEVICE_LOST */
+    VK_FAULT_OOM = 2,           /* vkAllocateMemory returns VK_ERROR_OUT_OF_DEVICE_MEMORY */
+    VK_FAULT_HOST_OOM = 3       /* vkAllocateMemory returns VK_ERROR_OUT_OF_HOST_MEMORY */
+};
+
+/* Test hook: makes calls on `d` fail as the driver would. After `after`
+ * matching calls have gone through, DEVICE_LOST fails the next submission
+ * (without submitting, and the device stays lost like a real one); OOM and
+ * HOST_OOM fail every memory allocation from then on, as a full device
+ * does, until VK_FAULT_NONE clears them (which cannot revive a lost device).
+ * Internal: not part of the public API. */
+void vk_debug_inject(vk_dev *d, int fault, uint32_t after);
+
 /* Opens physical device `index` of `vi` (which the device then owns and
- * destroys). `budget` caps device memory (0 = none). */
+ * destroys). `budget` caps device memory (0 = none). A device that lacks a
+ * VK_REQ_* is refused with LLMS_ERR_UNSUPPORTED naming what it lacks. */
 llms_status vk_dev_create(vk_inst *vi, uint32_t index, uint64_t budget, vk_dev **out);
 void vk_dev_destroy(vk_dev *d);
 
@@ -122,7 +204,8 @@ llms_status vk_dispatch(vk_dev *d, const char *shader, uint32_t spec, const vk_b
                         uint32_t gy, uint32_t gz);
 llms_status vk_submit(vk_dev *d);
 
-/* Maps a VkResult to a status with a message naming `what`. */
+/* Maps a VkResult to a status with a message naming `what` (calls on a
+ * vk_dev go through device.c's dev_status, which also marks device loss). */
 llms_status vk_status(VkResult r, const char *what);
 
 #endif

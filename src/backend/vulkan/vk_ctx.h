@@ -11,15 +11,25 @@ struct vk_dev;
 
 /* Chooses and opens the device for a context being created
  * (ctx->params.backend, device_index, device_memory_budget). On success
- * ctx->backend and ctx->vk are set; for LLMS_BACKEND_AUTO any failure or
- * the lack of a GPU leaves them at the CPU and returns LLMS_OK. An explicit
- * LLMS_BACKEND_VULKAN request returns the failure (LLMS_ERR_BACKEND,
- * LLMS_ERR_NOT_FOUND, LLMS_ERR_UNSUPPORTED, LLMS_ERR_DEVICE_MEMORY...). */
+ * ctx->backend and ctx->vk are set.
+ *   CPU: no Vulkan call at all.
+ *   AUTO, device_index -1: the device vk_select picks (a discrete, then an
+ *     integrated, then a virtual GPU that has what the shaders need; never
+ *     a CPU driver such as lavapipe), else the CPU. The choice is probed
+ *     once per process (vk_auto_device).
+ *   AUTO, device_index >= 0: that device whatever its type, else the CPU.
+ *   AUTO falls back to the CPU after any failure but the host allocator's
+ *     (LLMS_ERR_NO_MEMORY), logging the reason at LLMS_LOG_WARN.
+ *   VULKAN: the same choice with CPU drivers allowed last, and every
+ *     failure returned: LLMS_ERR_BACKEND (no loader, driver or device, or
+ *     vkCreateDevice failed), LLMS_ERR_NOT_FOUND (device_index out of
+ *     range), LLMS_ERR_UNSUPPORTED (the device lacks a VK_REQ_*, named in
+ *     the message), LLMS_ERR_DEVICE_MEMORY, LLMS_ERR_DEVICE_LOST. */
 llms_status vk_ctx_open(llms_context *ctx);
 void vk_ctx_close(struct vk_dev *d);
 
-/* 1 once the whole forward pass runs on the device; until then AUTO never
- * picks Vulkan, so no default path depends on unfinished code. */
+/* 1: the whole forward pass runs on the device, so AUTO may pick a GPU.
+ * Kept as the one switch to take AUTO off Vulkan should that be needed. */
 int vk_forward_ready(void);
 
 struct llms_model;

@@ -1,0 +1,644 @@
+/*
+ * Vulkan device selection and fault handling.
+ *
+ * The selection policy (vk_select) is a pure function: tested on made-up
+ * device lists, no Vulkan needed. Everything else needs a Vulkan 1.2
+ * device (lavapipe serves) and skips without one, except in CI (CI set),
+ * where it fails. Faults are injected where the driver would report them
+ * (vk_debug_inject: a submission returning VK_ERROR_DEVICE_LOST, memory
+ * allocations returning VK_ERROR_OUT_OF_DEVICE/HOST_MEMORY) and the GPU
+ * branches of AUTO are reached on lavapipe through vk_debug_select (a
+ * forced device type, masked requirements, a failing vkCreateDevice).
+ * The Khronos validation layer is on where installed (LLMS_VK_VALIDATION=1
+ * unless set otherwise), and any error it reports fails the test.
+ *
+ * Drivers are not pinned here (test_vulkan.c does): the library keeps them
+ * resident itself, which the sanitizer build of this test checks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "llmserve.h"
+#include "backend/vulkan/vk.h"
+#include "core/context.h"
+#include "model/model.h"
+#include "support/fixtures.h"
+
+#define MODEL "models/aidreams260K.gguf"
+#define GOLDEN "models/aidreams260K.golden.json"
+
+static const char *g_skip_reason;
+static int g_have_device;
+
+static int group_setup(void **state) {
+    (void)state;
+    vk_inst *vi;
+    if (vk_inst_create(&lalloc_libc, &vi) != LLMS_OK) {
+        g_skip_reason = llms_errmsg();
+        return 0;
+    }
+    g_have_device = vk_inst_pick(vi, 1) >= 0;
+    if (!g_have_device) g_skip_reason = "no Vulkan 1.2 device";
+    vk_inst_destroy(vi);
+    return 0;
+}
+
+static void need_device(void) {
+    if (g_have_device) return;
+    if (getenv("CI")) fail_msg("no Vulkan device in CI: %s", g_skip_reason ? g_skip_reason : "?");
+    print_message("skipping: no Vulkan device (%s)\n", g_skip_reason ? g_skip_reason : "?");
+    skip();
+}
+
+static void check_validation(void) {
+    if (vk_validation_errors() > 0)
+        fail_msg("validation layer reported %llu error(s); last: %s", (unsigned long long)vk_validation_errors(),
+                 vk_validation_last());
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* The first golden case with a prompt: its text, step count, completion. */
+typedef struct golden {
+    cJSON *root;
+    const char *prompt, *completion;
+    int n_steps;
+} golden;
+
+static int golden_load(golden *g) {
+    const char *path = fixture_path(GOLDEN);
+    if (!path || !fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return 0;
+    }
+    char *text = read_file_all(path, NULL);
+    assert_non_null(text);
+    g->root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(g->root);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g->root, "cases")) {
+        const char *p = cJSON_GetObjectItem(c, "prompt")->valuestring;
+        const cJSON *comp = cJSON_GetObjectItem(c, "completion");
+        if (p[0] && cJSON_IsString(comp)) {
+            g->prompt = p;
+            g->completion = comp->valuestring;
+            g->n_steps = cJSON_GetArraySize(cJSON_GetObjectItem(c, "steps"));
+            return 1;
+        }
+    }
+    fail_msg("no golden case with a prompt and a completion");
+    return 0;
+}
+
+/* A context asking for `backend`, which must get `expect`. */
+static llms_context *make_ctx_on(int32_t backend, int32_t expect) {
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.backend = backend;
+    cp.n_threads = 2;
+    llms_context *ctx = NULL;
+    if (llms_context_create(&cp, &ctx) != LLMS_OK) fail_msg("context (backend %d): %s", (int)backend, llms_errmsg());
+    assert_int_equal(llms_context_backend(ctx), expect);
+    return ctx;
+}
+
+static llms_context *make_ctx(int32_t backend) { return make_ctx_on(backend, backend); }
+
+static llms_model *load(llms_context *ctx) {
+    llms_model *m = NULL;
+    if (llms_model_load(ctx, fixture_path(MODEL), NULL, &m) != LLMS_OK) fail_msg("load: %s", llms_errmsg());
+    return m;
+}
+
+static void greedy(llms_session *s, int max_tokens) {
+    llms_sampling_params sp;
+    llms_sampling_params_init(&sp);
+    sp.temperature = 0;
+    sp.max_tokens = max_tokens;
+    assert_int_equal(llms_session_generate_begin(s, &sp), LLMS_OK);
+}
+
+/* Feeds the prompt and generates greedily to the end; the text or NULL. */
+static llms_status generate(llms_session *s, const golden *g, char *out, size_t cap) {
+    size_t n = 0;
+    out[0] = 0;
+    llms_status st = llms_session_feed_text(s, g->prompt, strlen(g->prompt), LLMS_TOKENIZE_MODEL_DEFAULTS);
+    if (st) return st;
+    greedy(s, g->n_steps);
+    llms_step_result r;
+    llms_step_result_init(&r);
+    while ((st = llms_session_step(s, &r)) == LLMS_TOKEN || st == LLMS_DONE) {
+        assert_true(n + r.text_len < cap);
+        memcpy(out + n, r.text, r.text_len);
+        out[n += r.text_len] = 0;
+        if (st == LLMS_DONE) return LLMS_OK;
+    }
+    return st;
+}
+
+/* A fresh context of `backend` reproduces the reference completion. */
+static void reference_text(int32_t backend, const golden *g) {
+    llms_context *ctx = make_ctx(backend);
+    llms_model *m = load(ctx);
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+    char text[4096];
+    if (generate(s, g, text, sizeof text) != LLMS_OK) fail_msg("backend %d: %s", (int)backend, llms_errmsg());
+    if (strcmp(text, g->completion)) fail_msg("backend %d:\n  got      '%s'\n  expected '%s'", (int)backend, text,
+                                              g->completion);
+    llms_session_destroy(s);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+}
+
+/* ---- selection policy (pure) --------------------------------------------- */
+
+#define V12 VK_API_VERSION_1_2
+#define V11 VK_API_VERSION_1_1
+enum { DIS = LLMS_DEVICE_DISCRETE, INT = LLMS_DEVICE_INTEGRATED, VIR = LLMS_DEVICE_VIRTUAL,
+       CPU = LLMS_DEVICE_CPU, OTH = LLMS_DEVICE_OTHER };
+
+static int32_t pick(const vk_dev_desc *d, uint32_t n, int explicit_req) { return vk_select(d, n, explicit_req); }
+
+static void test_select_policy(void **state) {
+    (void)state;
+    /* discrete + integrated + CPU driver, in any order: the discrete GPU */
+    vk_dev_desc all[3] = {{CPU, V12, 0}, {INT, V12, 0}, {DIS, V12, 0}};
+    assert_int_equal(pick(all, 3, 0), 2);
+    assert_int_equal(pick(all, 3, 1), 2);
+    /* only a CPU driver: AUTO takes the CPU backend, VULKAN takes it */
+    vk_dev_desc cpu[1] = {{CPU, V12, 0}};
+    assert_int_equal(pick(cpu, 1, 0), -1);
+    assert_int_equal(pick(cpu, 1, 1), 0);
+    /* integrated only */
+    vk_dev_desc igpu[1] = {{INT, V12, 0}};
+    assert_int_equal(pick(igpu, 1, 0), 0);
+    /* integrated before virtual before a CPU driver */
+    vk_dev_desc ivc[3] = {{CPU, V12, 0}, {VIR, V12, 0}, {INT, V12, 0}};
+    assert_int_equal(pick(ivc, 3, 0), 2);
+    assert_int_equal(pick(ivc, 2, 0), 1);
+    /* a discrete GPU lacking a requirement is skipped, by AUTO and VULKAN */
+    vk_dev_desc lack[2] = {{DIS, V12, VK_REQ_WORKGROUP}, {INT, V12, 0}};
+    assert_int_equal(pick(lack, 2, 0), 1);
+    assert_int_equal(pick(lack, 2, 1), 1);
+    assert_int_equal(pick(lack, 1, 0), -1);
+    assert_int_equal(pick(lack, 1, 1), -1);
+    /* ... and one below Vulkan 1.2 */
+    vk_dev_desc old[2] = {{DIS, V11, 0}, {CPU, V12, 0}};
+    assert_int_equal(pick(old, 2, 0), -1);
+    assert_int_equal(pick(old, 2, 1), 1);
+    /* a missing optional feature (subgroup arithmetic) does not count */
+    vk_dev_desc opt[2] = {{INT, V12, 0}, {DIS, V12, VK_OPT_SUBGROUP_ARITH}};
+    assert_int_equal(pick(opt, 2, 0), 1);
+    /* two of a kind: the driver's order */
+    vk_dev_desc two[3] = {{INT, V12, 0}, {DIS, V12, 0}, {DIS, V12, 0}};
+    assert_int_equal(pick(two, 3, 0), 1);
+    /* an unknown type: never for AUTO, after CPU drivers for VULKAN */
+    vk_dev_desc oth[2] = {{OTH, V12, 0}, {CPU, V12, 0}};
+    assert_int_equal(pick(oth, 2, 0), -1);
+    assert_int_equal(pick(oth, 2, 1), 1);
+    assert_int_equal(pick(oth, 1, 1), 0);
+    /* nothing at all */
+    assert_int_equal(pick(NULL, 0, 0), -1);
+    assert_int_equal(pick(NULL, 0, 1), -1);
+    /* requirement names, for the messages */
+    assert_non_null(strstr(vk_req_name(VK_REQ_API_1_2), "1.2"));
+    assert_non_null(strstr(vk_req_name(VK_REQ_COMPUTE_QUEUE), "compute queue"));
+    assert_non_null(strstr(vk_req_name(VK_REQ_WORKGROUP | VK_REQ_SHARED_MEMORY), "256"));
+    assert_non_null(strstr(vk_req_name(VK_REQ_SHARED_MEMORY), "shared memory"));
+    assert_string_equal(vk_req_name(0), "");
+}
+
+/* ---- selection on this machine ------------------------------------------ */
+
+static char g_log[1024];
+static void on_log(void *user, int32_t level, const char *msg) {
+    (void)user;
+    if (level <= LLMS_LOG_WARN) snprintf(g_log, sizeof g_log, "%s", msg);
+}
+
+/* AUTO follows the policy over the real devices: with only a CPU driver
+ * (lavapipe) that is the CPU backend, and no Vulkan call after the first
+ * context of the process. */
+static void test_auto_real_devices(void **state) {
+    (void)state;
+    int only_cpu_drivers = 1;
+    int32_t n = 0;
+    if (llms_device_count(&n) == LLMS_OK)
+        for (int32_t i = 0; i < n; i++) {
+            llms_device_info info;
+            llms_device_info_init(&info);
+            assert_int_equal(llms_device_get_info(i, &info), LLMS_OK);
+            if (info.type != LLMS_DEVICE_CPU && info.type != LLMS_DEVICE_OTHER) only_cpu_drivers = 0;
+        }
+    llms_context *ctx;
+    assert_int_equal(llms_context_create(NULL, &ctx), LLMS_OK);
+    int32_t want = vk_auto_device() >= 0 ? LLMS_BACKEND_VULKAN : LLMS_BACKEND_CPU;
+    assert_int_equal(llms_context_backend(ctx), want);
+    if (only_cpu_drivers) assert_int_equal(llms_context_backend(ctx), LLMS_BACKEND_CPU);
+    llms_context_destroy(ctx);
+    /* Cached: later AUTO contexts cost no instance. */
+    double t0 = now_s();
+    for (int i = 0; i < 20 && want == LLMS_BACKEND_CPU; i++) {
+        assert_int_equal(llms_context_create(NULL, &ctx), LLMS_OK);
+        llms_context_destroy(ctx);
+    }
+    print_message("20 AUTO contexts: %.2f ms each\n", (now_s() - t0) / 20 * 1e3);
+    check_validation();
+}
+
+/* AUTO's GPU branch, reached on lavapipe by making it describe itself as
+ * an integrated GPU: AUTO takes it; when vkCreateDevice fails AUTO falls
+ * back to the CPU (and logs why) while VULKAN returns the error. */
+static void test_auto_gpu_branch(void **state) {
+    (void)state;
+    need_device();
+    vk_debug_select(LLMS_DEVICE_INTEGRATED, 0, 0);
+    llms_context *ctx = make_ctx_on(LLMS_BACKEND_AUTO, LLMS_BACKEND_VULKAN);
+    llms_context_destroy(ctx);
+
+    vk_debug_select(LLMS_DEVICE_INTEGRATED, 0, 1);
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.log_fn = on_log;
+    g_log[0] = 0;
+    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    assert_int_equal(llms_context_backend(ctx), LLMS_BACKEND_CPU);
+    assert_non_null(strstr(g_log, "vkCreateDevice"));
+    llms_context_destroy(ctx);
+    /* AUTO with a device_index also falls back. */
+    cp.device_index = 0;
+    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    assert_int_equal(llms_context_backend(ctx), LLMS_BACKEND_CPU);
+    llms_context_destroy(ctx);
+    cp.device_index = 99;
+    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    assert_int_equal(llms_context_backend(ctx), LLMS_BACKEND_CPU);
+    llms_context_destroy(ctx);
+    cp.device_index = -1;
+    cp.backend = LLMS_BACKEND_VULKAN;
+    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_ERR_BACKEND);
+    assert_null(ctx);
+    assert_non_null(strstr(llms_errmsg(), "vkCreateDevice"));
+
+    vk_debug_select(-1, 0, 0);
+    ctx = make_ctx(LLMS_BACKEND_VULKAN);   /* usable again */
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
+/* A device without what the shaders need: VULKAN names the feature, AUTO
+ * skips the device. An optional feature missing (subgroup arithmetic)
+ * only switches to the portable kernel, which gives the reference text. */
+static void test_missing_feature(void **state) {
+    (void)state;
+    need_device();
+    static const struct { uint32_t mask; const char *name; } cases[] = {
+        {VK_REQ_WORKGROUP, "256 invocations"},
+        {VK_REQ_SHARED_MEMORY, "shared memory"},
+        {VK_REQ_COMPUTE_QUEUE, "compute queue"},
+        {VK_REQ_API_1_2, "Vulkan 1.2"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        vk_debug_select(-1, cases[k].mask, 0);
+        llms_context_params cp;
+        llms_context_params_init(&cp);
+        cp.backend = LLMS_BACKEND_VULKAN;
+        llms_context *ctx;
+        assert_int_equal(llms_context_create(&cp, &ctx), LLMS_ERR_UNSUPPORTED);
+        assert_null(ctx);
+        if (!strstr(llms_errmsg(), cases[k].name)) fail_msg("message '%s' lacks '%s'", llms_errmsg(), cases[k].name);
+        cp.device_index = 0;
+        assert_int_equal(llms_context_create(&cp, &ctx), LLMS_ERR_UNSUPPORTED);
+        assert_non_null(strstr(llms_errmsg(), cases[k].name));
+        /* AUTO, even where the device looks like a GPU: the CPU. */
+        vk_debug_select(LLMS_DEVICE_DISCRETE, cases[k].mask, 0);
+        ctx = make_ctx_on(LLMS_BACKEND_AUTO, LLMS_BACKEND_CPU);
+        llms_context_destroy(ctx);
+    }
+    vk_debug_select(-1, VK_OPT_SUBGROUP_ARITH, 0);
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    assert_int_equal(ctx->vk->subgroup_arith, 0);
+    llms_context_destroy(ctx);
+    golden g = {0};
+    if (golden_load(&g)) {
+        reference_text(LLMS_BACKEND_VULKAN, &g);
+        cJSON_Delete(g.root);
+    }
+    vk_debug_select(-1, 0, 0);
+    check_validation();
+}
+
+/* ---- device lost ----------------------------------------------------------- */
+
+/* Lost in the middle of a generation: the step fails with DEVICE_LOST,
+ * every later pass fails at once with the same code (no Vulkan call), the
+ * sessions still answer queries, reset and destroy, the model and context
+ * are destroyed cleanly, and a new CPU context generates the reference. */
+static void test_device_lost_mid_generation(void **state) {
+    (void)state;
+    need_device();
+    golden g = {0};
+    if (!golden_load(&g)) return;
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+    assert_int_equal(llms_session_feed_text(s, g.prompt, strlen(g.prompt), LLMS_TOKENIZE_MODEL_DEFAULTS), LLMS_OK);
+    uint32_t n_prompt = llms_session_n_tokens(s);
+    greedy(s, g.n_steps);
+    llms_step_result r;
+    llms_step_result_init(&r);
+    for (int i = 0; i < 5; i++) assert_int_equal(llms_session_step(s, &r), LLMS_TOKEN);
+    vk_debug_inject(ctx->vk, VK_FAULT_DEVICE_LOST, 0);
+    /* The next step evaluates the last sampled token: one submission. */
+    assert_int_equal(llms_session_step(s, &r), LLMS_ERR_DEVICE_LOST);
+    assert_non_null(strstr(llms_errmsg(), "lost"));
+    assert_non_null(strstr(llms_session_errmsg(s), "lost"));
+    assert_true(ctx->vk->lost);
+    assert_true(llms_session_usable(s));
+    uint32_t n_after = llms_session_n_tokens(s);
+    assert_true(n_after >= n_prompt && n_after <= n_prompt + 5);
+    assert_non_null(llms_session_tokens(s));
+
+    /* Later passes: the same code, at once. */
+    double t0 = now_s();
+    int32_t tok = 50;
+    assert_int_equal(llms_session_feed_tokens(s, &tok, 1), LLMS_ERR_DEVICE_LOST);
+    assert_int_equal(llms_session_n_tokens(s), n_after);
+    greedy(s, 4);
+    llms_status st = llms_session_step(s, &r);   /* may sample from the logits held on the host */
+    if (st == LLMS_TOKEN) st = llms_session_step(s, &r);
+    assert_int_equal(st, LLMS_ERR_DEVICE_LOST);
+    llms_session *s2;
+    assert_int_equal(llms_session_create(m, NULL, &s2), LLMS_OK);
+    assert_int_equal(llms_session_feed_tokens(s2, &tok, 1), LLMS_ERR_DEVICE_LOST);
+    assert_non_null(strstr(llms_session_errmsg(s2), "vkQueueSubmit"));
+    double dt = now_s() - t0;
+    print_message("after the loss: 3 failing passes in %.3f ms\n", dt * 1e3);
+    assert_true(dt < 1.0);
+
+    assert_int_equal(llms_session_reset(s), LLMS_OK);
+    assert_int_equal(llms_session_n_tokens(s), 0);
+    assert_int_equal(llms_session_feed_tokens(s, &tok, 1), LLMS_ERR_DEVICE_LOST);
+    llms_session_destroy(s2);
+    llms_session_destroy(s);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+
+    reference_text(LLMS_BACKEND_CPU, &g);
+    /* A new Vulkan context gets a new device. */
+    reference_text(LLMS_BACKEND_VULKAN, &g);
+    cJSON_Delete(g.root);
+    check_validation();
+}
+
+/* Terminal events drained from the queue: how many, and how many of them
+ * are errors with `code`. */
+static int drain_terminal(llms_scheduler *S, llms_status code, int *n_code) {
+    char buf[4096];
+    llms_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.struct_size = sizeof ev;
+    ev.text_buf = buf;
+    ev.text_cap = sizeof buf;
+    int terms = 0;
+    while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK) {
+        if (ev.type == LLMS_EVENT_TOKEN) continue;
+        terms++;
+        if (ev.type == LLMS_EVENT_ERROR && ev.status == code) (*n_code)++;
+    }
+    return terms;
+}
+
+static uint64_t sched_submit(llms_scheduler *S) {
+    llms_sampling_params sp;
+    llms_sampling_params_init(&sp);
+    sp.temperature = 0;
+    sp.max_tokens = 40;
+    llms_request_params rq;
+    llms_request_params_init(&rq);
+    rq.prompt = "The robot";
+    rq.prompt_len = 9;
+    rq.flags = LLMS_REQUEST_MODEL_DEFAULTS;
+    rq.sampling = &sp;
+    uint64_t id = 0;
+    assert_int_equal(llms_scheduler_submit(S, &rq, &id), LLMS_OK);
+    return id;
+}
+
+/* Lost under the scheduler: the running requests end with an ERROR event
+ * carrying DEVICE_LOST (each exactly one terminal event), the scheduler
+ * does not spin or hang, and later requests fail the same way at once. */
+static void test_device_lost_scheduler(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    llms_scheduler *S;
+    assert_int_equal(llms_scheduler_create(m, NULL, &S), LLMS_OK);
+    enum { N = 3 };
+    for (int i = 0; i < N; i++) sched_submit(S);
+    for (int i = 0; i < 3; i++) assert_int_equal(llms_scheduler_step(S, NULL), LLMS_OK);
+    int lost = 0, terms = drain_terminal(S, LLMS_ERR_DEVICE_LOST, &lost);
+    assert_int_equal(terms, 0);
+    vk_debug_inject(ctx->vk, VK_FAULT_DEVICE_LOST, 0);
+    /* The step whose pass failed returns the pass's status too. */
+    assert_int_equal(llms_scheduler_step(S, NULL), LLMS_ERR_DEVICE_LOST);
+    terms = drain_terminal(S, LLMS_ERR_DEVICE_LOST, &lost);
+    assert_int_equal(terms, N);
+    assert_int_equal(lost, N);
+    assert_int_equal(llms_scheduler_step(S, NULL), LLMS_AGAIN);
+    sched_submit(S);
+    assert_int_equal(llms_scheduler_step(S, NULL), LLMS_ERR_DEVICE_LOST);
+    lost = 0;
+    assert_int_equal(drain_terminal(S, LLMS_ERR_DEVICE_LOST, &lost), 1);
+    assert_int_equal(lost, 1);
+    assert_int_equal(llms_scheduler_step(S, NULL), LLMS_AGAIN);
+    llms_scheduler_destroy(S);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
+/* Lost during the weight upload, on the staging path of discrete GPUs
+ * (device-local memory not mapped): the copy's submission reports it. */
+static void test_device_lost_during_upload(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    setenv("LLMS_VK_NO_HOST_MAP", "1", 1);
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    unsetenv("LLMS_VK_NO_HOST_MAP");
+    llms_model *m = load(ctx);
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+    vk_debug_inject(ctx->vk, VK_FAULT_DEVICE_LOST, 3);
+    int32_t toks[3] = {1, 50, 60};
+    assert_int_equal(llms_session_feed_tokens(s, toks, 3), LLMS_ERR_DEVICE_LOST);
+    assert_null(m->vk);                       /* the partial upload was freed */
+    assert_int_equal(ctx->vk->used, 0);
+    assert_int_equal(llms_session_feed_tokens(s, toks, 3), LLMS_ERR_DEVICE_LOST);
+    assert_int_equal(llms_session_n_tokens(s), 0);
+    llms_session_destroy(s);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
+/* ---- out of device memory ------------------------------------------------- */
+
+/* Out of memory part-way through the weight upload (device and host
+ * flavours): DEVICE_MEMORY, nothing left allocated on the device, and
+ * once the memory is back the same session generates the reference. */
+static void test_oom_model_upload(void **state) {
+    (void)state;
+    need_device();
+    golden g = {0};
+    if (!golden_load(&g)) return;
+    static const struct { int fault; uint32_t after; const char *what; } cases[] = {
+        {VK_FAULT_OOM, 5, "out of device memory"},
+        {VK_FAULT_HOST_OOM, 0, "out of host memory"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+        llms_model *m = load(ctx);
+        llms_session *s;
+        assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+        vk_debug_inject(ctx->vk, cases[k].fault, cases[k].after);
+        llms_status st = llms_session_feed_text(s, g.prompt, strlen(g.prompt), LLMS_TOKENIZE_MODEL_DEFAULTS);
+        assert_int_equal(st, LLMS_ERR_DEVICE_MEMORY);
+        if (!strstr(llms_errmsg(), cases[k].what)) fail_msg("message '%s'", llms_errmsg());
+        assert_null(m->vk);
+        assert_int_equal(ctx->vk->used, 0);
+        assert_int_equal(llms_session_n_tokens(s), 0);
+        assert_true(llms_session_usable(s));
+        /* Still full: the same answer. */
+        assert_int_equal(llms_session_feed_text(s, g.prompt, strlen(g.prompt), LLMS_TOKENIZE_MODEL_DEFAULTS),
+                         LLMS_ERR_DEVICE_MEMORY);
+        vk_debug_inject(ctx->vk, VK_FAULT_NONE, 0);
+        char text[4096];
+        if (generate(s, &g, text, sizeof text) != LLMS_OK) fail_msg("after the fault: %s", llms_errmsg());
+        assert_string_equal(text, g.completion);
+        llms_session_destroy(s);
+        llms_model_destroy(m);
+        llms_context_destroy(ctx);
+    }
+    cJSON_Delete(g.root);
+    check_validation();
+}
+
+/* Logits of a session fed `toks` on a fresh CPU context. */
+static void cpu_logits(const int32_t *toks, size_t n, float *out, int32_t V) {
+    llms_context *ctx = make_ctx(LLMS_BACKEND_CPU);
+    llms_model *m = load(ctx);
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+    assert_int_equal(llms_session_feed_tokens(s, toks, n), LLMS_OK);
+    memcpy(out, llms_session_logits(s), (size_t)V * sizeof *out);
+    llms_session_destroy(s);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+}
+
+/* Out of memory in a pass, after the weights are up: a larger batch must
+ * grow the scratch buffers (and, on the staging path, every write needs a
+ * staging buffer). DEVICE_MEMORY, the session unchanged, and the retry
+ * after the fault is cleared gives the CPU's logits. */
+static void test_oom_during_pass(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    enum { N = 30 };
+    int32_t toks[N + 1];
+    toks[0] = 1;
+    for (int i = 1; i <= N; i++) toks[i] = 20 + (i * 37) % 400;
+    for (int staging = 0; staging <= 1; staging++) {
+        if (staging) setenv("LLMS_VK_NO_HOST_MAP", "1", 1);
+        llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+        unsetenv("LLMS_VK_NO_HOST_MAP");
+        llms_model *m = load(ctx);
+        int32_t V = llms_model_n_vocab(m);
+        llms_session *s;
+        assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+        assert_int_equal(llms_session_feed_tokens(s, toks, 1), LLMS_OK);
+        uint64_t used = ctx->vk->used;
+        vk_debug_inject(ctx->vk, VK_FAULT_OOM, 0);
+        assert_int_equal(llms_session_feed_tokens(s, toks + 1, N), LLMS_ERR_DEVICE_MEMORY);
+        assert_non_null(strstr(llms_session_errmsg(s), "out of device memory"));
+        assert_true(ctx->vk->used <= used);
+        assert_int_equal(llms_session_n_tokens(s), 1);
+        vk_debug_inject(ctx->vk, VK_FAULT_NONE, 0);
+        assert_int_equal(llms_session_feed_tokens(s, toks + 1, N), LLMS_OK);
+        assert_int_equal(llms_session_n_tokens(s), N + 1);
+        float *want = malloc((size_t)V * sizeof *want);
+        assert_non_null(want);
+        cpu_logits(toks, N + 1, want, V);
+        const float *got = llms_session_logits(s);
+        double mx = 0, err = 0;
+        for (int32_t i = 0; i < V; i++) {
+            mx = fmax(mx, fabs(want[i]));
+            err = fmax(err, fabs((double)want[i] - got[i]));
+        }
+        /* Float weights: only the summation order differs (as test_vulkan.c). */
+        if (err > 2e-3 * fmax(1, mx)) fail_msg("staging %d: max |vk - cpu| = %g", staging, err);
+        free(want);
+        llms_session_destroy(s);
+        llms_model_destroy(m);
+        llms_context_destroy(ctx);
+    }
+    check_validation();
+}
+
+/* A failed test leaves no hook armed for the next. */
+static int reset_hooks(void **state) {
+    (void)state;
+    vk_debug_select(-1, 0, 0);
+    unsetenv("LLMS_VK_NO_HOST_MAP");
+    return 0;
+}
+
+int main(void) {
+    if (!getenv("LLMS_VK_VALIDATION") &&
+        access("/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json", R_OK) == 0)
+        setenv("LLMS_VK_VALIDATION", "1", 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_select_policy, reset_hooks),
+        cmocka_unit_test_teardown(test_auto_real_devices, reset_hooks),
+        cmocka_unit_test_teardown(test_auto_gpu_branch, reset_hooks),
+        cmocka_unit_test_teardown(test_missing_feature, reset_hooks),
+        cmocka_unit_test_teardown(test_device_lost_mid_generation, reset_hooks),
+        cmocka_unit_test_teardown(test_device_lost_scheduler, reset_hooks),
+        cmocka_unit_test_teardown(test_device_lost_during_upload, reset_hooks),
+        cmocka_unit_test_teardown(test_oom_model_upload, reset_hooks),
+        cmocka_unit_test_teardown(test_oom_during_pass, reset_hooks),
+    };
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}
