@@ -128,6 +128,8 @@ fail:
     return st;
 }
 
+llms_status vk_model_ensure(llms_model *m) { return m->vk ? LLMS_OK : model_upload(m, m->ctx->vk); }
+
 /* Grows scratch buffer i to at least `bytes`. */
 static llms_status scratch(vk_model *vm, int i, uint64_t bytes, int host_visible) {
     if (vm->s_size[i] >= bytes && vm->s[i].buf) return LLMS_OK;
@@ -208,7 +210,7 @@ llms_status vk_forward(llms_model *m, const struct fwd_batch *b, float *logits) 
     float *xh = NULL, *cs = NULL;
     uint32_t *ti = NULL, *bt = NULL, *seq_off = NULL, *seq_len = NULL;
     VkBufferCopy *out_rows = NULL;
-    if (!m->vk && (st = model_upload(m, d)) != LLMS_OK) goto done;
+    if ((st = vk_model_ensure(m)) != LLMS_OK) goto done;
     vk_model *vm = m->vk;
 
     /* Blocks each sequence reads: up to its largest position in the batch. */

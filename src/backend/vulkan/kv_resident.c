@@ -8,10 +8,6 @@
 #include "../../kvcache/kv.h"
 #include "../../model/model.h"
 
-/* First capacity: enough for a few sessions' prompts without a regrowth,
- * small next to any budget that fits a model. */
-#define KV_FIRST_SLOTS 16u
-
 static llms_status queue_op(vk_kv *kv, uint32_t dst, uint32_t src) {
     if (kv->n_ops == kv->cap_ops) {
         uint32_t cap = kv->cap_ops ? kv->cap_ops * 2 : 64;
@@ -58,7 +54,7 @@ static llms_status grow(vk_kv *kv) {
         return err_set(LLMS_ERR_DEVICE_MEMORY,
                        "KV cache: %u blocks fill the device's largest storage buffer (%u bytes per layer)",
                        kv->cap, kv->d->props.limits.maxStorageBufferRange);
-    uint32_t tries[3] = {kv->cap ? kv->cap * 2 : KV_FIRST_SLOTS, kv->cap + kv->cap / 4, want};
+    uint32_t tries[3] = {kv->cap * 2, kv->cap + kv->cap / 4, want};
     llms_status st = LLMS_OK;
     uint32_t last = UINT32_MAX;
     for (int i = 0; i < 3; i++) {
@@ -71,7 +67,7 @@ static llms_status grow(vk_kv *kv) {
     if (st != LLMS_OK) {
         char why[256];
         snprintf(why, sizeof why, "%s", err_message());
-        return err_set(st, "KV cache: no device memory for %u more blocks of %llu bytes (%s)", want - kv->cap,
+        return err_set(st, "KV cache: no device memory for %u more block(s) of %llu bytes (%s)", want - kv->cap,
                        (unsigned long long)(kv->slot_bytes * kv->n_layer), why);
     }
     return LLMS_OK;
@@ -89,7 +85,7 @@ static llms_status hook_alloc(void *user, uint32_t *slot) {
         pthread_mutex_lock(&kv->lock);
     }
     llms_status st = LLMS_OK;
-    if (!kv->n_free && kv->n_hw == kv->cap) st = grow(kv);
+    if (!kv->n_free && kv->n_hw == kv->cap && (st = vk_model_ensure(kv->m)) == LLMS_OK) st = grow(kv);
     if (st == LLMS_OK) {
         uint32_t s = kv->n_free ? kv->free_slots[--kv->n_free] : kv->n_hw++;
         /* A reused slot holds an earlier tenant's rows. */
@@ -125,6 +121,7 @@ llms_status vk_kv_attach(llms_model *m) {
     vk_kv *kv = xcalloc(m->alloc, 1, sizeof *kv);
     if (!kv) return ERR_OOM();
     kv->d = d;
+    kv->m = m;
     kv->a = m->alloc;
     kv->n_layer = m->hp.n_layer ? m->hp.n_layer : 1;
     kv->slot_bytes = (uint64_t)2 * KV_BLOCK_TOKENS * m->kv.kv_dim * sizeof(float);

@@ -11,8 +11,11 @@
  * and each allocation under its maxMemoryAllocationSize for large models,
  * and let the shaders address one layer as if it were layer 0.
  *
- * Capacity grows (by doubling, falling back to smaller steps near the
- * device memory budget) with a device-side copy, under the device lock.
+ * Capacity starts at what the first reservation needs and grows by
+ * doubling (falling back to smaller steps near the device memory budget)
+ * with a device-side copy, under the device lock. The model's weights are
+ * uploaded before the first KV storage, so that a budget that fits the
+ * weights never loses to a session's first reservation.
  * Zeroing a new slot and copying a slot (copy-on-write) are queued and
  * recorded at the start of the next forward pass's command buffer, so
  * neither costs a submission of its own.
@@ -31,8 +34,11 @@ typedef struct vk_kv_op {
 } vk_kv_op;
 #define VK_KV_ZERO UINT32_MAX
 
+struct llms_model;
+
 typedef struct vk_kv {
     vk_dev *d;
+    struct llms_model *m;
     const lalloc *a;
     uint32_t n_layer;
     uint64_t slot_bytes;           /* one slot of one layer's buffer */
@@ -54,5 +60,9 @@ typedef struct vk_kv {
  * submission succeeded (on failure they stay queued for the next pass). */
 llms_status vk_kv_record_ops(vk_kv *kv, uint32_t *n_taken);
 void vk_kv_retire(vk_kv *kv, uint32_t n_taken);
+
+/* Uploads the model's weights if they are not on the device yet (forward.c).
+ * Device lock held. */
+llms_status vk_model_ensure(struct llms_model *m);
 
 #endif
