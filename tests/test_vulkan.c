@@ -951,7 +951,8 @@ static void test_kv_resident_fork(void **state) {
     check_validation();
 }
 
-/* Scheduler with a prefix cache on the device: requests that share a
+/* Scheduler with a prefix cache on the device, with and without a KV
+ * budget (eviction, preemption): requests that share a
  * prompt prefix share its blocks (including the last partial one, copied
  * on write), batched with each other, and their greedy text is the CPU's.
  * aidreams260K is a trained model: its greedy choices are not near-ties. */
@@ -960,9 +961,10 @@ typedef struct sched_out {
     int ntok[4];
     uint32_t cached[4];
     int done[4];
+    uint64_t preemptions;
 } sched_out;
 
-static void run_sched(const char *path, int32_t backend, sched_out *o) {
+static void run_sched(const char *path, int32_t backend, uint64_t kv_budget_blocks, sched_out *o) {
     memset(o, 0, sizeof *o);
     rig r;
     rig_open(&r, path, backend, 0);
@@ -972,6 +974,8 @@ static void run_sched(const char *path, int32_t backend, sched_out *o) {
     llms_scheduler_params_init(&p);
     p.cache = C;
     p.max_batch_tokens = 48;
+    p.kv_budget_bytes = kv_budget_blocks * kv_block_bytes(&r.m->kv);
+    p.aging_ms = 1u << 30;   /* order by submission alone: the backends differ in speed */
     llms_scheduler *S;
     assert_int_equal(llms_scheduler_create(r.m, &p, &S), LLMS_OK);
     int32_t base[45];
@@ -1024,6 +1028,10 @@ static void run_sched(const char *path, int32_t backend, sched_out *o) {
         }
     }
     for (int q = 0; q < 4; q++) assert_true(o->done[q]);
+    llms_scheduler_stats ss;
+    llms_scheduler_stats_init(&ss);
+    assert_int_equal(llms_scheduler_get_stats(S, &ss), LLMS_OK);
+    o->preemptions = ss.preemptions;
     llms_scheduler_destroy(S);
     llms_cache_destroy(C);
     rig_close(&r);
@@ -1037,17 +1045,30 @@ static void test_kv_resident_prefix_cache(void **state) {
         fixture_missing("models/aidreams260K.gguf");
         return;
     }
-    sched_out cpu, vk;
-    run_sched(path, LLMS_BACKEND_CPU, &cpu);
-    run_sched(path, LLMS_BACKEND_VULKAN, &vk);
-    for (int q = 0; q < 4; q++) {
-        assert_int_equal(vk.ntok[q], cpu.ntok[q]);
-        assert_true(vk.ntok[q] > 0);
-        assert_memory_equal(vk.toks[q], cpu.toks[q], (size_t)cpu.ntok[q] * sizeof(int32_t));
-        assert_int_equal(vk.cached[q], cpu.cached[q]);
+    /* Without a KV budget, then with budgets of 5 blocks (cache blocks
+     * evicted: 32 of 37 prompt tokens cached) and 6 blocks (a request
+     * preempted, its blocks freed and their slots reused, then recomputed):
+     * the same scheduling on both backends, the same tokens. */
+    static const int budgets[3] = {0, 5, 6};
+    for (int bi = 0; bi < 3; bi++) {
+        int budget = budgets[bi];
+        sched_out cpu, vk;
+        run_sched(path, LLMS_BACKEND_CPU, (uint64_t)budget, &cpu);
+        run_sched(path, LLMS_BACKEND_VULKAN, (uint64_t)budget, &vk);
+        for (int q = 0; q < 4; q++) {
+            assert_int_equal(vk.ntok[q], cpu.ntok[q]);
+            assert_true(vk.ntok[q] > 0);
+            assert_memory_equal(vk.toks[q], cpu.toks[q], (size_t)cpu.ntok[q] * sizeof(int32_t));
+            assert_int_equal(vk.cached[q], cpu.cached[q]);
+        }
+        assert_int_equal(vk.preemptions, cpu.preemptions);
+        if (budget == 6) assert_true(vk.preemptions > 0);
+        /* the shared prefix came from the cache, partial block included */
+        if (!budget) for (int q = 1; q < 4; q++) assert_true(vk.cached[q] >= 36);
+        print_message("KV budget %d blocks: %llu preemptions, cached %u/%u/%u, generated %d/%d/%d/%d\n", budget,
+                      (unsigned long long)vk.preemptions, vk.cached[1], vk.cached[2], vk.cached[3], vk.ntok[0],
+                      vk.ntok[1], vk.ntok[2], vk.ntok[3]);
     }
-    /* the shared prefix came from the cache, partial block included */
-    for (int q = 1; q < 4; q++) assert_true(vk.cached[q] >= 36);
     check_validation();
 }
 
