@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1072,6 +1073,89 @@ static void test_kv_resident_prefix_cache(void **state) {
     check_validation();
 }
 
+/* Sessions of one Vulkan model on several threads at once: block
+ * allocation (and storage growth under the device lock), release, forks
+ * and the queued zero/copy operations race with other threads' passes.
+ * Each thread's logits must be bit-identical to the same session run
+ * alone (a pass computes one session's tokens the same way either way). */
+enum { THR = 3, THR_STEPS = 40 };
+typedef struct thr_job {
+    llms_model *m;
+    int id;
+    float *out;        /* [THR_STEPS] argmax, then the max logit of each step */
+    const char *err;
+    char msg[256];     /* the thread's llms_errmsg() */
+} thr_job;
+
+static void *thr_run(void *arg) {
+    thr_job *j = arg;
+    llms_session *s = NULL, *f = NULL;
+    int32_t V = llms_model_n_vocab(j->m);
+    float *lg = malloc((size_t)V * 20 * sizeof *lg);
+    int32_t prompt[20];
+    for (int i = 0; i < 20; i++) prompt[i] = i ? 3 + (i * 7 + j->id * 31) % 400 : 1;
+    if (llms_session_create(j->m, NULL, &s) || llms_session_feed_tokens_logits(s, prompt, 20, lg)) {
+        j->err = "prompt";
+        goto out;
+    }
+    for (int t = 0; t < THR_STEPS; t++) {
+        const float *last = lg + (t == 0 ? 19 * (size_t)V : 0);
+        int32_t tok = argmax(last, V);
+        j->out[2 * t] = (float)tok;
+        j->out[2 * t + 1] = last[tok];
+        /* a fork that writes into the shared partial block, then goes away */
+        if (t % 10 == 5) {
+            float *fl = malloc((size_t)V * sizeof *fl);
+            int32_t other = 77;
+            if (llms_session_fork(s, &f) || llms_session_feed_tokens_logits(f, &other, 1, fl)) j->err = "fork";
+            llms_session_destroy(f);
+            f = NULL;
+            free(fl);
+            if (j->err) goto out;
+        }
+        if (llms_session_feed_tokens_logits(s, &tok, 1, lg)) {
+            j->err = "step";
+            goto out;
+        }
+    }
+out:
+    if (j->err) snprintf(j->msg, sizeof j->msg, "%s", llms_errmsg());
+    llms_session_destroy(s);
+    free(lg);
+    return NULL;
+}
+
+static void test_kv_resident_threads(void **state) {
+    (void)state;
+    need_device();
+    const char *path = fixture_path("models/aidreams260K.gguf");
+    if (!path) {
+        fixture_missing("models/aidreams260K.gguf");
+        return;
+    }
+    float alone[THR][2 * THR_STEPS], together[THR][2 * THR_STEPS];
+    for (int pass = 0; pass < 2; pass++) {
+        rig r;
+        rig_open(&r, path, LLMS_BACKEND_VULKAN, 0);
+        thr_job jobs[THR];
+        pthread_t th[THR];
+        for (int i = 0; i < THR; i++) {
+            memset(&jobs[i], 0, sizeof jobs[i]);
+            jobs[i].m = r.m;
+            jobs[i].id = i;
+            jobs[i].out = pass ? together[i] : alone[i];
+            if (!pass) thr_run(&jobs[i]);
+            else assert_int_equal(pthread_create(&th[i], NULL, thr_run, &jobs[i]), 0);
+        }
+        for (int i = 0; pass && i < THR; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < THR; i++)
+            if (jobs[i].err) fail_msg("thread %d: %s failed: %s", i, jobs[i].err, jobs[i].msg);
+        rig_close(&r);
+    }
+    for (int i = 0; i < THR; i++) assert_memory_equal(alone[i], together[i], sizeof alone[i]);
+    check_validation();
+}
+
 /* KV blocks beyond the device memory budget: a clear error from the feed
  * that needs them, the session unchanged and usable (truncate or reset
  * and go on, with the CPU's logits), and the CPU context unaffected. */
@@ -1244,6 +1328,7 @@ int main(void) {
         cmocka_unit_test(test_kv_resident_long_generation),
         cmocka_unit_test(test_kv_resident_fork),
         cmocka_unit_test(test_kv_resident_prefix_cache),
+        cmocka_unit_test(test_kv_resident_threads),
         cmocka_unit_test(test_kv_resident_out_of_device_memory),
         cmocka_unit_test(test_generate_reference_text),
         cmocka_unit_test(test_device_info_layout),

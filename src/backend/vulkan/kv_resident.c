@@ -64,28 +64,30 @@ static llms_status grow(vk_kv *kv) {
         st = grow_to(kv, t);
         if (st != LLMS_ERR_DEVICE_MEMORY) break;
     }
-    if (st != LLMS_OK) {
+    if (st == LLMS_ERR_DEVICE_MEMORY) {
         char why[256];
         snprintf(why, sizeof why, "%s", err_message());
         return err_set(st, "KV cache: no device memory for %u more block(s) of %llu bytes (%s)", want - kv->cap,
                        (unsigned long long)(kv->slot_bytes * kv->n_layer), why);
     }
-    return LLMS_OK;
+    return st;
 }
 
 static llms_status hook_alloc(void *user, uint32_t *slot) {
     vk_kv *kv = user;
     int locked_dev = 0;
+    llms_status st = LLMS_OK;
     pthread_mutex_lock(&kv->lock);
     if (!kv->n_free && kv->n_hw == kv->cap) {
-        /* Growing needs the device: take its lock first (lock order). */
+        /* Growing needs the device: take its lock first (lock order). The
+         * weights go first, without the store lock (uploading them is long). */
         pthread_mutex_unlock(&kv->lock);
         pthread_mutex_lock(&kv->d->lock);
         locked_dev = 1;
+        st = vk_model_ensure(kv->m);
         pthread_mutex_lock(&kv->lock);
     }
-    llms_status st = LLMS_OK;
-    if (!kv->n_free && kv->n_hw == kv->cap && (st = vk_model_ensure(kv->m)) == LLMS_OK) st = grow(kv);
+    if (st == LLMS_OK && !kv->n_free && kv->n_hw == kv->cap) st = grow(kv);
     if (st == LLMS_OK) {
         uint32_t s = kv->n_free ? kv->free_slots[--kv->n_free] : kv->n_hw++;
         /* A reused slot holds an earlier tenant's rows. */
