@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +35,14 @@
 
 #include "llmserve.h"
 #include "backend/backend.h"
+#include "backend/vulkan/kv_resident.h"
 #include "backend/vulkan/ops.h"
 #include "backend/vulkan/vk.h"
 #include "backend/vulkan/vk_ctx.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "quant/types.h"
+#include "session/session.h"
 #include "support/fixtures.h"
 
 static vk_dev *g_dev;
@@ -764,6 +767,463 @@ static void test_model_over_budget(void **state) {
     check_validation();
 }
 
+/* ---- KV cache resident on the device -------------------------------- */
+
+/* A context, model and session on one backend. */
+typedef struct rig {
+    llms_context *ctx;
+    llms_model *m;
+    llms_session *s;
+    int32_t V;
+} rig;
+
+static void rig_open(rig *r, const char *path, int32_t backend, uint64_t dev_budget) {
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.backend = backend;
+    cp.n_threads = 2;
+    cp.device_memory_budget = dev_budget;
+    assert_int_equal(llms_context_create(&cp, &r->ctx), LLMS_OK);
+    assert_int_equal(llms_context_backend(r->ctx), backend);
+    if (llms_model_load(r->ctx, path, NULL, &r->m) != LLMS_OK) fail_msg("load %s: %s", path, llms_errmsg());
+    /* On a Vulkan context the blocks have no host copy. */
+    if (backend == LLMS_BACKEND_VULKAN) assert_non_null(r->m->vk_kv);
+    else assert_null(r->m->vk_kv);
+    r->s = NULL;
+    if (llms_session_create(r->m, NULL, &r->s) != LLMS_OK) fail_msg("session: %s", llms_errmsg());
+    r->V = llms_model_n_vocab(r->m);
+}
+
+static void rig_close(rig *r) {
+    llms_session_destroy(r->s);
+    llms_model_destroy(r->m);
+    llms_context_destroy(r->ctx);
+}
+
+/* Feeds toks to a session and returns its last logits (static buffer per call site). */
+static void feed(llms_session *s, const int32_t *toks, size_t n, float *last, int32_t V, const char *what) {
+    float *all = malloc(n * (size_t)V * sizeof *all);
+    assert_non_null(all);
+    if (llms_session_feed_tokens_logits(s, toks, n, all) != LLMS_OK) fail_msg("%s: %s", what, llms_errmsg());
+    memcpy(last, all + (n - 1) * (size_t)V, (size_t)V * sizeof *last);
+    free(all);
+}
+
+static int argmax(const float *x, int32_t n) {
+    int a = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[a]) a = i;
+    return a;
+}
+
+/* Float-weight models only: the tolerance of test_model_logits. */
+static void same_logits(const float *cpu, const float *vk, int32_t V, const char *what, int step) {
+    double mx = 0, err = 0;
+    for (int i = 0; i < V; i++) {
+        mx = fmax(mx, fabs(cpu[i]));
+        err = fmax(err, fabs((double)cpu[i] - vk[i]));
+    }
+    if (err > 2e-3 * fmax(1, mx)) fail_msg("%s step %d: max |vk - cpu| = %g", what, step, err);
+}
+
+/* A freshly reserved block reads as zeros apart from the rows a pass wrote:
+ * slots are reused (LIFO), so this one held another session's rows. Reads
+ * the resident storage of `s`'s block `blk` and checks rows [rows, 16). */
+static void check_block_zero_from(llms_model *m, llms_session *s, uint32_t blk, uint32_t rows) {
+    vk_kv *kv = m->vk_kv;
+    vk_dev *d = m->ctx->vk;
+    uint32_t slot = s->kv.blocks[blk]->slot;
+    size_t nf = kv->slot_bytes / sizeof(float);
+    float *buf = malloc(kv->slot_bytes);
+    uint32_t kvd = (uint32_t)(nf / (2 * KV_BLOCK_TOKENS));
+    for (uint32_t l = 0; l < kv->n_layer; l++) {
+        pthread_mutex_lock(&d->lock);
+        llms_status st = vk_buf_read(d, &kv->bufs[l], (uint64_t)slot * kv->slot_bytes, buf, kv->slot_bytes);
+        pthread_mutex_unlock(&d->lock);
+        assert_int_equal(st, LLMS_OK);
+        for (uint32_t w = 0; w < 2; w++)
+            for (uint32_t r = 0; r < KV_BLOCK_TOKENS; r++) {
+                double sum = 0;
+                for (uint32_t i = 0; i < kvd; i++) sum += fabs(buf[(w * KV_BLOCK_TOKENS + r) * kvd + i]);
+                if (r < rows && sum == 0) fail_msg("layer %u %s row %u: not written", l, w ? "V" : "K", r);
+                if (r >= rows && sum != 0) fail_msg("layer %u %s row %u: stale data in a fresh block", l, w ? "V" : "K", r);
+            }
+    }
+    free(buf);
+}
+
+/* A long token-by-token generation on the device with the KV cache
+ * resident there: logits as on the CPU at every step (each step reads
+ * every earlier step's K/V from device memory, across 10 blocks), the
+ * greedy token fed to both (the CPU's, so a near-tie cannot make them
+ * part). Before it, another session fills and frees blocks, so the run
+ * reuses slots, and a reused slot reads as zeros past what was written. */
+static void test_kv_resident_long_generation(void **state) {
+    (void)state;
+    need_device();
+    static const char *models[] = {"models/rand-llama-spm-d128-f16.gguf", "models/aidreams260K.gguf"};
+    for (size_t k = 0; k < 2; k++) {
+        const char *path = fixture_path(models[k]);
+        if (!path) {
+            fixture_missing(models[k]);
+            continue;
+        }
+        rig c, g;
+        rig_open(&c, path, LLMS_BACKEND_CPU, 0);
+        rig_open(&g, path, LLMS_BACKEND_VULKAN, 0);
+        int32_t V = c.V;
+        float *lc = malloc((size_t)V * sizeof *lc), *lg = malloc((size_t)V * sizeof *lg);
+        /* Another tenant's rows in 3 blocks, then freed. */
+        llms_session *other;
+        assert_int_equal(llms_session_create(g.m, NULL, &other), LLMS_OK);
+        int32_t junk[40];
+        for (int i = 0; i < 40; i++) junk[i] = 3 + (i * 37) % 200;
+        feed(other, junk, 40, lg, V, "other");
+        llms_session_destroy(other);
+
+        int32_t prompt[5] = {1, 42, 17, 99, 7};
+        feed(c.s, prompt, 5, lc, V, "cpu prompt");
+        feed(g.s, prompt, 5, lg, V, "vk prompt");
+        same_logits(lc, lg, V, models[k], 0);
+        check_block_zero_from(g.m, g.s, 0, 5);
+        int steps = k == 0 ? 150 : 110;   /* aidreams' context is 128 */
+        for (int t = 1; t <= steps; t++) {
+            int32_t tok = argmax(lc, V);
+            feed(c.s, &tok, 1, lc, V, "cpu step");
+            feed(g.s, &tok, 1, lg, V, "vk step");
+            same_logits(lc, lg, V, models[k], t);
+            if (t == 16 - 5 + 1) check_block_zero_from(g.m, g.s, 1, 1);   /* first row of block 1 */
+        }
+        print_message("%s: %d steps on the device match the CPU\n", models[k], steps);
+        free(lc);
+        free(lg);
+        rig_close(&c);
+        rig_close(&g);
+    }
+    check_validation();
+}
+
+/* Fork mid-block on the device, then continue parent and child with
+ * different tokens, interleaved: the shared partial block is copied on
+ * write (on the device), and neither side sees the other's rows. Against
+ * the same on the CPU. */
+static void test_kv_resident_fork(void **state) {
+    (void)state;
+    need_device();
+    const char *path = fixture_path("models/rand-llama-spm-d128-f16.gguf");
+    if (!path) {
+        fixture_missing("models/rand-llama-spm-d128-f16.gguf");
+        return;
+    }
+    rig r[2];
+    rig_open(&r[0], path, LLMS_BACKEND_CPU, 0);
+    rig_open(&r[1], path, LLMS_BACKEND_VULKAN, 0);
+    int32_t V = r[0].V;
+    llms_session *child[2];
+    float *lg[2][2];
+    int32_t prompt[21];
+    for (int i = 0; i < 21; i++) prompt[i] = i ? 3 + (i * 11) % 300 : 1;
+    for (int b = 0; b < 2; b++) {
+        lg[b][0] = malloc((size_t)V * sizeof(float));
+        lg[b][1] = malloc((size_t)V * sizeof(float));
+        feed(r[b].s, prompt, 21, lg[b][0], V, "prompt");   /* block 1 holds 5 of 16 rows */
+        assert_int_equal(llms_session_fork(r[b].s, &child[b]), LLMS_OK);
+    }
+    /* The device fork shares both blocks. */
+    assert_ptr_equal(r[1].s->kv.blocks[1], child[1]->kv.blocks[1]);
+    for (int t = 0; t < 24; t++) {
+        /* parent and child alternate which goes first */
+        for (int w = 0; w < 2; w++) {
+            int who = (t + w) % 2;
+            int32_t tok = who ? 500 + t * 7 : 100 + t * 3;
+            for (int b = 0; b < 2; b++) feed(who ? child[b] : r[b].s, &tok, 1, lg[b][who], V, who ? "child" : "parent");
+            same_logits(lg[0][who], lg[1][who], V, who ? "fork child" : "fork parent", t);
+        }
+        if (t == 0) assert_ptr_not_equal(r[1].s->kv.blocks[1], child[1]->kv.blocks[1]);
+    }
+    /* The first block stayed shared (never written after the fork). */
+    assert_ptr_equal(r[1].s->kv.blocks[0], child[1]->kv.blocks[0]);
+    for (int b = 0; b < 2; b++) {
+        llms_session_destroy(child[b]);
+        free(lg[b][0]);
+        free(lg[b][1]);
+        rig_close(&r[b]);
+    }
+    check_validation();
+}
+
+/* Scheduler with a prefix cache on the device, with and without a KV
+ * budget (eviction, preemption): requests that share a
+ * prompt prefix share its blocks (including the last partial one, copied
+ * on write), batched with each other, and their greedy text is the CPU's.
+ * aidreams260K is a trained model: its greedy choices are not near-ties. */
+typedef struct sched_out {
+    int32_t toks[4][32];
+    int ntok[4];
+    uint32_t cached[4];
+    int done[4];
+    uint64_t preemptions;
+} sched_out;
+
+static void run_sched(const char *path, int32_t backend, uint64_t kv_budget_blocks, sched_out *o) {
+    memset(o, 0, sizeof *o);
+    rig r;
+    rig_open(&r, path, backend, 0);
+    llms_cache *C;
+    assert_int_equal(llms_cache_create(r.m, NULL, &C), LLMS_OK);
+    llms_scheduler_params p;
+    llms_scheduler_params_init(&p);
+    p.cache = C;
+    p.max_batch_tokens = 48;
+    p.kv_budget_bytes = kv_budget_blocks * kv_block_bytes(&r.m->kv);
+    p.aging_ms = 1u << 30;   /* order by submission alone: the backends differ in speed */
+    llms_scheduler *S;
+    assert_int_equal(llms_scheduler_create(r.m, &p, &S), LLMS_OK);
+    int32_t base[45];
+    base[0] = 1;
+    for (int i = 1; i < 45; i++) base[i] = 3 + (i * 29) % 400;
+    uint64_t ids[4];
+    for (int q = 0; q < 4; q++) {
+        int32_t toks[45];
+        memcpy(toks, base, sizeof toks);
+        /* 0: the prefix alone; 1-3: 37 shared tokens (2 blocks + 5) and their own tail */
+        size_t n = q == 0 ? 37 : 45;
+        if (q) for (int i = 37; i < 45; i++) toks[i] = 3 + (i * 13 + q * 101) % 400;
+        llms_sampling_params sp;
+        llms_sampling_params_init(&sp);
+        sp.temperature = 0;
+        sp.max_tokens = 20;
+        llms_request_params rp;
+        llms_request_params_init(&rp);
+        rp.tokens = toks;
+        rp.n_tokens = n;
+        rp.sampling = &sp;
+        assert_int_equal(llms_scheduler_submit(S, &rp, &ids[q]), LLMS_OK);
+        /* The first runs alone to fill the cache; the others together. */
+        int n_done = 0;
+        for (int guard = 0; guard < 10000 && (q == 0 || q == 3) && n_done < (q ? 3 : 1); guard++) {
+            llms_status st = llms_scheduler_step(S, NULL);
+            assert_true(st == LLMS_OK || st == LLMS_AGAIN);
+            llms_event ev;
+            char buf[512];
+            memset(&ev, 0, sizeof ev);
+            ev.struct_size = sizeof ev;
+            ev.text_buf = buf;
+            ev.text_cap = sizeof buf;
+            while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK) {
+                int k = -1;
+                for (int j = 0; j <= q; j++)
+                    if (ids[j] == ev.request_id) k = j;
+                assert_true(k >= 0);
+                if (ev.type == LLMS_EVENT_TOKEN) {
+                    assert_true(o->ntok[k] < 32);
+                    o->toks[k][o->ntok[k]++] = ev.token;
+                } else {
+                    if (ev.type != LLMS_EVENT_FINISHED)
+                        fail_msg("request %d: event %d status %d", k, ev.type, (int)ev.status);
+                    o->cached[k] = ev.cached_tokens;
+                    o->done[k] = 1;
+                    n_done++;
+                }
+            }
+        }
+    }
+    for (int q = 0; q < 4; q++) assert_true(o->done[q]);
+    llms_scheduler_stats ss;
+    llms_scheduler_stats_init(&ss);
+    assert_int_equal(llms_scheduler_get_stats(S, &ss), LLMS_OK);
+    o->preemptions = ss.preemptions;
+    llms_scheduler_destroy(S);
+    llms_cache_destroy(C);
+    rig_close(&r);
+}
+
+static void test_kv_resident_prefix_cache(void **state) {
+    (void)state;
+    need_device();
+    const char *path = fixture_path("models/aidreams260K.gguf");
+    if (!path) {
+        fixture_missing("models/aidreams260K.gguf");
+        return;
+    }
+    /* Without a KV budget, then with budgets of 5 blocks (cache blocks
+     * evicted: 32 of 37 prompt tokens cached) and 6 blocks (a request
+     * preempted, its blocks freed and their slots reused, then recomputed):
+     * the same scheduling on both backends, the same tokens. */
+    static const int budgets[3] = {0, 5, 6};
+    for (int bi = 0; bi < 3; bi++) {
+        int budget = budgets[bi];
+        sched_out cpu, vk;
+        run_sched(path, LLMS_BACKEND_CPU, (uint64_t)budget, &cpu);
+        run_sched(path, LLMS_BACKEND_VULKAN, (uint64_t)budget, &vk);
+        for (int q = 0; q < 4; q++) {
+            assert_int_equal(vk.ntok[q], cpu.ntok[q]);
+            assert_true(vk.ntok[q] > 0);
+            assert_memory_equal(vk.toks[q], cpu.toks[q], (size_t)cpu.ntok[q] * sizeof(int32_t));
+            assert_int_equal(vk.cached[q], cpu.cached[q]);
+        }
+        assert_int_equal(vk.preemptions, cpu.preemptions);
+        if (budget == 6) assert_true(vk.preemptions > 0);
+        /* the shared prefix came from the cache, partial block included */
+        if (!budget) for (int q = 1; q < 4; q++) assert_true(vk.cached[q] >= 36);
+        print_message("KV budget %d blocks: %llu preemptions, cached %u/%u/%u, generated %d/%d/%d/%d\n", budget,
+                      (unsigned long long)vk.preemptions, vk.cached[1], vk.cached[2], vk.cached[3], vk.ntok[0],
+                      vk.ntok[1], vk.ntok[2], vk.ntok[3]);
+    }
+    check_validation();
+}
+
+/* Sessions of one Vulkan model on several threads at once: block
+ * allocation (and storage growth under the device lock), release, forks
+ * and the queued zero/copy operations race with other threads' passes.
+ * Each thread's logits must be bit-identical to the same session run
+ * alone (a pass computes one session's tokens the same way either way). */
+enum { THR = 3, THR_STEPS = 40 };
+typedef struct thr_job {
+    llms_model *m;
+    int id;
+    float *out;        /* [THR_STEPS] argmax, then the max logit of each step */
+    const char *err;
+    char msg[256];     /* the thread's llms_errmsg() */
+} thr_job;
+
+static void *thr_run(void *arg) {
+    thr_job *j = arg;
+    llms_session *s = NULL, *f = NULL;
+    int32_t V = llms_model_n_vocab(j->m);
+    float *lg = malloc((size_t)V * 20 * sizeof *lg);
+    int32_t prompt[20];
+    for (int i = 0; i < 20; i++) prompt[i] = i ? 3 + (i * 7 + j->id * 31) % 400 : 1;
+    if (llms_session_create(j->m, NULL, &s) || llms_session_feed_tokens_logits(s, prompt, 20, lg)) {
+        j->err = "prompt";
+        goto out;
+    }
+    for (int t = 0; t < THR_STEPS; t++) {
+        const float *last = lg + (t == 0 ? 19 * (size_t)V : 0);
+        int32_t tok = argmax(last, V);
+        j->out[2 * t] = (float)tok;
+        j->out[2 * t + 1] = last[tok];
+        /* a fork that writes into the shared partial block, then goes away */
+        if (t % 10 == 5) {
+            float *fl = malloc((size_t)V * sizeof *fl);
+            int32_t other = 77;
+            if (llms_session_fork(s, &f) || llms_session_feed_tokens_logits(f, &other, 1, fl)) j->err = "fork";
+            llms_session_destroy(f);
+            f = NULL;
+            free(fl);
+            if (j->err) goto out;
+        }
+        if (llms_session_feed_tokens_logits(s, &tok, 1, lg)) {
+            j->err = "step";
+            goto out;
+        }
+    }
+out:
+    if (j->err) snprintf(j->msg, sizeof j->msg, "%s", llms_errmsg());
+    llms_session_destroy(s);
+    free(lg);
+    return NULL;
+}
+
+static void test_kv_resident_threads(void **state) {
+    (void)state;
+    need_device();
+    const char *path = fixture_path("models/aidreams260K.gguf");
+    if (!path) {
+        fixture_missing("models/aidreams260K.gguf");
+        return;
+    }
+    float alone[THR][2 * THR_STEPS], together[THR][2 * THR_STEPS];
+    for (int pass = 0; pass < 2; pass++) {
+        rig r;
+        rig_open(&r, path, LLMS_BACKEND_VULKAN, 0);
+        thr_job jobs[THR];
+        pthread_t th[THR];
+        for (int i = 0; i < THR; i++) {
+            memset(&jobs[i], 0, sizeof jobs[i]);
+            jobs[i].m = r.m;
+            jobs[i].id = i;
+            jobs[i].out = pass ? together[i] : alone[i];
+            if (!pass) thr_run(&jobs[i]);
+            else assert_int_equal(pthread_create(&th[i], NULL, thr_run, &jobs[i]), 0);
+        }
+        for (int i = 0; pass && i < THR; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < THR; i++)
+            if (jobs[i].err) fail_msg("thread %d: %s failed: %s", i, jobs[i].err, jobs[i].msg);
+        rig_close(&r);
+    }
+    for (int i = 0; i < THR; i++) assert_memory_equal(alone[i], together[i], sizeof alone[i]);
+    check_validation();
+}
+
+/* KV blocks beyond the device memory budget: a clear error from the feed
+ * that needs them, the session unchanged and usable (truncate or reset
+ * and go on, with the CPU's logits), and the CPU context unaffected. */
+static void test_kv_resident_out_of_device_memory(void **state) {
+    (void)state;
+    need_device();
+    const char *path = fixture_path("models/rand-llama-spm-d128-f16.gguf");
+    if (!path) {
+        fixture_missing("models/rand-llama-spm-d128-f16.gguf");
+        return;
+    }
+    int32_t prompt[8] = {1, 20, 30, 40, 50, 60, 70, 80};
+    /* What the weights and one-token scratch take: a run without a budget,
+     * less its KV storage. */
+    rig g;
+    rig_open(&g, path, LLMS_BACKEND_VULKAN, 0);
+    float *lg = malloc((size_t)g.V * sizeof *lg), *lc = malloc((size_t)g.V * sizeof *lc);
+    feed(g.s, prompt, 8, lg, g.V, "sizing");
+    uint64_t kv_dev = 0;
+    for (uint32_t l = 0; l < g.m->vk_kv->n_layer; l++) kv_dev += g.m->vk_kv->bufs[l].size;
+    uint64_t fixed = g.m->ctx->vk->used - kv_dev;
+    uint64_t block = kv_block_bytes(&g.m->kv);
+    rig_close(&g);
+
+    /* Room for about 4 blocks (64 positions) on top. */
+    rig_open(&g, path, LLMS_BACKEND_VULKAN, fixed + 4 * block + block / 2);
+    rig c;
+    rig_open(&c, path, LLMS_BACKEND_CPU, 0);
+    feed(g.s, prompt, 8, lg, g.V, "prompt under budget");
+    feed(c.s, prompt, 8, lc, c.V, "cpu prompt");
+    same_logits(lc, lg, g.V, "budget prompt", 0);
+    llms_status st = LLMS_OK;
+    uint32_t n = 8;
+    for (; n < 1000 && st == LLMS_OK; n++) {
+        int32_t tok = 3 + (int32_t)(n * 17 % 300);
+        st = llms_session_feed_tokens_logits(g.s, &tok, 1, lg);
+    }
+    n--;   /* the position that failed */
+    if (st != LLMS_ERR_DEVICE_MEMORY) fail_msg("expected LLMS_ERR_DEVICE_MEMORY, got %d: %s", (int)st, llms_errmsg());
+    assert_non_null(strstr(llms_errmsg(), "KV cache"));
+    assert_non_null(strstr(llms_session_errmsg(g.s), "KV cache"));
+    print_message("KV out of device memory at position %u: %s\n", n, llms_errmsg());
+    assert_true(n >= 32 && n <= 16 * 6);
+    assert_int_equal(llms_session_n_tokens(g.s), n);
+    assert_true(llms_session_usable(g.s));
+    /* truncate back to the prompt and go on: as on the CPU */
+    assert_int_equal(llms_session_truncate(g.s, 8), LLMS_OK);
+    int32_t tok = 123;
+    feed(g.s, &tok, 1, lg, g.V, "after truncate");
+    feed(c.s, &tok, 1, lc, c.V, "cpu after prompt");
+    same_logits(lc, lg, g.V, "after truncate", 1);
+    /* reset and start over */
+    assert_int_equal(llms_session_reset(g.s), LLMS_OK);
+    assert_int_equal(llms_session_reset(c.s), LLMS_OK);
+    feed(g.s, prompt, 8, lg, g.V, "after reset");
+    feed(c.s, prompt, 8, lc, c.V, "cpu after reset");
+    same_logits(lc, lg, g.V, "after reset", 0);
+    /* the CPU context carries on past the device's limit */
+    int32_t many[120];
+    for (int i = 0; i < 120; i++) many[i] = 3 + i;
+    feed(c.s, many, 120, lc, c.V, "cpu long");
+    free(lg);
+    free(lc);
+    rig_close(&g);
+    rig_close(&c);
+    check_validation();
+}
+
 /* llms-generate --backend vulkan reproduces the reference completions. */
 static void test_generate_reference_text(void **state) {
     (void)state;
@@ -849,6 +1309,8 @@ int main(void) {
     if (!getenv("LLMS_VK_VALIDATION") &&
         access("/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json", R_OK) == 0)
         setenv("LLMS_VK_VALIDATION", "1", 0);
+    /* LLMS_TEST_FILTER=test_kv_* runs the matching tests alone. */
+    if (getenv("LLMS_TEST_FILTER")) cmocka_set_test_filter(getenv("LLMS_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_api),
         cmocka_unit_test(test_memory_budget),
@@ -863,6 +1325,11 @@ int main(void) {
         cmocka_unit_test(test_model_logits_staging),
         cmocka_unit_test(test_multi_sequence_batch),
         cmocka_unit_test(test_model_over_budget),
+        cmocka_unit_test(test_kv_resident_long_generation),
+        cmocka_unit_test(test_kv_resident_fork),
+        cmocka_unit_test(test_kv_resident_prefix_cache),
+        cmocka_unit_test(test_kv_resident_threads),
+        cmocka_unit_test(test_kv_resident_out_of_device_memory),
         cmocka_unit_test(test_generate_reference_text),
         cmocka_unit_test(test_device_info_layout),
         cmocka_unit_test(test_validation_catches_errors),

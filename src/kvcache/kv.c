@@ -20,26 +20,61 @@ void kv_pool_destroy(kv_pool *p) { pthread_mutex_destroy(&p->lock); }
 
 static size_t block_bytes(const kv_pool *p) { return p->block_floats * sizeof(float); }
 
-static kv_block *block_new(kv_pool *p) {
+void kv_pool_set_storage(kv_pool *p, const kv_storage_ops *ops, void *user) {
+    p->ops = ops;
+    p->ops_user = user;
+}
+
+static llms_status budget_error(const kv_pool *p) {
+    return p->budget_bytes ? err_set(LLMS_ERR_NO_MEMORY, "KV cache budget of %llu bytes exhausted",
+                                     (unsigned long long)p->budget_bytes)
+                           : ERR_OOM();
+}
+
+static void unaccount(kv_pool *p) {
+    pthread_mutex_lock(&p->lock);
+    p->used_bytes -= block_bytes(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* A new block with refcount 1 and zeroed contents. Slot hooks run outside
+ * the pool lock: they may wait for the device (growing its storage). */
+static llms_status block_new(kv_pool *p, kv_block **out) {
+    *out = NULL;
     pthread_mutex_lock(&p->lock);
     int over = p->budget_bytes && p->used_bytes + block_bytes(p) > p->budget_bytes;
     if (!over) p->used_bytes += block_bytes(p);
     pthread_mutex_unlock(&p->lock);
-    if (over) return NULL;
+    if (over) return budget_error(p);
     kv_block *b = xmalloc(p->a, sizeof *b);
-    float *d = b ? xmalloc_aligned(p->a, block_bytes(p), 64) : NULL;
+    if (!b) {
+        unaccount(p);
+        return ERR_OOM();
+    }
+    b->refcount = 1;
+    b->slot = 0;
+    b->data = NULL;
+    if (p->ops) {
+        llms_status st = p->ops->alloc(p->ops_user, &b->slot);
+        if (st != LLMS_OK) {
+            xfree(p->a, b);
+            unaccount(p);
+            return st;
+        }
+        *out = b;
+        return LLMS_OK;
+    }
+    float *d = xmalloc_aligned(p->a, block_bytes(p), 64);
     if (!d) {
         xfree(p->a, b);
-        pthread_mutex_lock(&p->lock);
-        p->used_bytes -= block_bytes(p);
-        pthread_mutex_unlock(&p->lock);
-        return NULL;
+        unaccount(p);
+        return ERR_OOM();
     }
     /* Fresh blocks are zeroed so no earlier tenant's data can ever be read. */
     memset(d, 0, block_bytes(p));
-    b->refcount = 1;
     b->data = d;
-    return b;
+    *out = b;
+    return LLMS_OK;
 }
 
 static void block_release(kv_pool *p, kv_block *b) {
@@ -49,7 +84,8 @@ static void block_release(kv_pool *p, kv_block *b) {
     if (last) p->used_bytes -= block_bytes(p);
     pthread_mutex_unlock(&p->lock);
     if (last) {
-        xfree_aligned(p->a, b->data);
+        if (p->ops) p->ops->release(p->ops_user, b->slot);
+        else xfree_aligned(p->a, b->data);
         xfree(p->a, b);
     }
 }
@@ -71,13 +107,12 @@ llms_status kv_seq_reserve(kv_pool *p, kv_seq *s, uint32_t n_pos, uint32_t first
     if (st) return st;
     uint32_t old = s->n_blocks;
     for (uint32_t i = old; i < need; i++) {
-        kv_block *b = block_new(p);
-        if (!b) {
+        kv_block *b;
+        st = block_new(p, &b);
+        if (st != LLMS_OK) {
             for (uint32_t j = old; j < i; j++) block_release(p, s->blocks[j]);
             s->n_blocks = old;
-            return p->budget_bytes ? err_set(LLMS_ERR_NO_MEMORY, "KV cache budget of %llu bytes exhausted",
-                                             (unsigned long long)p->budget_bytes)
-                                   : ERR_OOM();
+            return st;
         }
         s->blocks[i] = b;
     }
@@ -89,9 +124,16 @@ llms_status kv_seq_reserve(kv_pool *p, kv_seq *s, uint32_t n_pos, uint32_t first
         int shared = b->refcount > 1;
         pthread_mutex_unlock(&p->lock);
         if (!shared) continue;
-        kv_block *c = block_new(p);
-        if (!c) return ERR_OOM();
-        memcpy(c->data, b->data, block_bytes(p));
+        kv_block *c;
+        if ((st = block_new(p, &c)) != LLMS_OK) return st;
+        if (p->ops) {
+            if ((st = p->ops->copy(p->ops_user, c->slot, b->slot)) != LLMS_OK) {
+                block_release(p, c);
+                return st;
+            }
+        } else {
+            memcpy(c->data, b->data, block_bytes(p));
+        }
         s->blocks[i] = c;
         block_release(p, b);
     }

@@ -8,6 +8,15 @@
  *
  * Block layout (floats): for layer l, K at l*2*T*D and V at (l*2+1)*T*D,
  * each [T positions][D = n_head_kv * head_dim].
+ *
+ * Storage: by default a block's floats are host memory (`data`). A backend
+ * that keeps the cache elsewhere (the Vulkan backend: device memory) sets
+ * storage hooks on the pool before any block exists; blocks then hold a
+ * slot index into the backend's storage instead (data == NULL) and the
+ * pool calls the hooks where it would zero or copy host memory. The rest
+ * of the library (sessions, scheduler, prefix cache) only moves refcounted
+ * block pointers, so it works the same either way; only the forward passes
+ * read or write block contents.
  */
 #ifndef LLMS_KVCACHE_H
 #define LLMS_KVCACHE_H
@@ -22,8 +31,20 @@
 
 typedef struct kv_block {
     int32_t refcount;
-    float *data;
+    uint32_t slot;             /* index in the backend's storage (storage hooks only) */
+    float *data;               /* host floats, or NULL with storage hooks */
 } kv_block;
+
+/* Storage hooks. Called without the pool lock, from any thread that uses
+ * the pool; they must be thread-safe. Errors go through err_set. */
+typedef struct kv_storage_ops {
+    /* A free slot whose contents read as zeros by the next forward pass:
+     * a new tenant must never see an earlier one's keys and values. */
+    llms_status (*alloc)(void *user, uint32_t *slot);
+    /* Slot dst gets src's contents (copy-on-write), as seen by the next pass. */
+    llms_status (*copy)(void *user, uint32_t dst, uint32_t src);
+    void (*release)(void *user, uint32_t slot);
+} kv_storage_ops;
 
 typedef struct kv_pool {
     const lalloc *a;
@@ -31,12 +52,17 @@ typedef struct kv_pool {
     size_t block_floats;
     uint64_t budget_bytes;     /* 0 = unlimited */
     uint64_t used_bytes;
+    const kv_storage_ops *ops; /* NULL: host blocks */
+    void *ops_user;
     pthread_mutex_t lock;
 } kv_pool;
 
 llms_status kv_pool_init(kv_pool *p, const lalloc *a, uint32_t n_layer, uint32_t kv_dim,
                          uint64_t budget_bytes);
 void kv_pool_destroy(kv_pool *p);
+/* Moves block storage to the backend (see above). Only while no block is
+ * alive (model load); ops == NULL goes back to host blocks. */
+void kv_pool_set_storage(kv_pool *p, const kv_storage_ops *ops, void *user);
 
 /* One sequence's block table. */
 typedef struct kv_seq {
@@ -63,6 +89,7 @@ uint64_t kv_block_bytes(const kv_pool *p);
 /* Bytes of blocks alive in the pool. */
 uint64_t kv_pool_used_bytes(kv_pool *p);
 
+/* Host pools only (CPU forward pass). */
 static inline float *kv_k(const kv_pool *p, const kv_seq *s, uint32_t layer, uint32_t pos) {
     float *b = s->blocks[pos / KV_BLOCK_TOKENS]->data;
     return b + ((size_t)layer * 2 * KV_BLOCK_TOKENS + pos % KV_BLOCK_TOKENS) * p->kv_dim;

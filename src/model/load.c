@@ -235,6 +235,9 @@ static llms_status prepare_runtime(llms_model *m) {
     llms_status st = kv_pool_init(&m->kv, m->alloc, hp->n_layer, hp->n_head_kv * hp->head_dim, 0);
     if (st) return st;
     m->kv_ready = 1;
+    /* On a Vulkan context only the device passes touch KV contents: the
+     * blocks live in device memory, with no host copy. */
+    if (m->ctx->backend == LLMS_BACKEND_VULKAN && (st = vk_kv_attach(m))) return st;
     return LLMS_OK;
 }
 
@@ -255,6 +258,7 @@ LLMS_API void llms_model_destroy(llms_model *m) {
         xfree(m->alloc, m->layers);
     }
     vk_model_free(m);
+    vk_kv_free(m);
     if (m->kv_ready) kv_pool_destroy(&m->kv);
     xfree(m->alloc, m->rope_inv_freq);
     free_fvec(m, &m->output_norm);

@@ -73,6 +73,7 @@ struct llms_model {
     kv_pool kv;              /* KV blocks of this model's sessions */
     int kv_ready;
     struct vk_model *vk;     /* device copies of the weights (Vulkan backend), or NULL */
+    struct vk_kv *vk_kv;     /* device storage of the KV blocks (Vulkan backend), or NULL */
 };
 
 #endif

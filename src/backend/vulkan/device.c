@@ -825,3 +825,11 @@ llms_status vk_dispatch(vk_dev *d, const char *shader, uint32_t spec, const vk_b
                             0, 1, &mb, 0, NULL, 0, NULL);
     return LLMS_OK;
 }
+
+/* ---- device-resident storage ------------------------------------------ */
+
+llms_status vk_buf_copy_now(vk_dev *d, vk_buf *src, uint64_t soff, vk_buf *dst, uint64_t doff, uint64_t n) {
+    if (soff > src->size || n > src->size - soff || doff > dst->size || n > dst->size - doff)
+        return err_set(LLMS_ERR_INTERNAL, "vk_buf_copy_now out of bounds");
+    return copy_now(d, src, soff, dst, doff, n);
+}

@@ -1,27 +1,29 @@
 /*
  * The llama-family graph (see src/backend/cpu/forward.c) on a Vulkan
  * device: one command buffer per forward pass, every matrix product and
- * element-wise step on the device, and only the logits (and the pass's new
- * K/V rows, see below) read back.
+ * element-wise step on the device, and only the logits read back.
  *
  * Weights are uploaded once per model, on its first pass, to device-local
  * buffers (through staging where the memory is not host-visible).
  *
- * KV cache: the paged cache's blocks stay owned by the host pool
- * (src/kvcache), whose refcounts, copy-on-write and prefix sharing every
- * other part of the library relies on. Each pass therefore stages the
- * blocks its sequences read into a device block pool, and writes the K/V
- * rows it computes back into the host blocks. Keeping the blocks resident
- * on the device needs the pool to track device copies; until then this
- * costs one upload of the context per pass (a memcpy where device memory is
- * host-visible, as on lavapipe and integrated GPUs).
+ * KV cache: the paged cache's blocks live in device memory only
+ * (kv_resident.h). The host pool (src/kvcache) still owns their refcounts,
+ * copy-on-write and prefix sharing, which the sessions, the scheduler and
+ * the prefix cache rely on; through its storage hooks a block is a slot
+ * index into one device buffer per layer, with no host copy. A pass
+ * uploads only its inputs and each sequence's table of slot indices
+ * (a few bytes per block), starts its command buffer with the queued slot
+ * zeroing and copy-on-write copies, writes its new K/V rows straight into
+ * the resident slots (kv_store) where the attention reads them, and reads
+ * back the logits alone.
  *
- * The device and its scratch buffers are shared by all sessions of the
- * context: passes are serialised by the device lock.
+ * The device, its scratch buffers and the KV storage are shared by all
+ * sessions of the context: passes are serialised by the device lock.
  */
 #include <math.h>
 #include <string.h>
 
+#include "kv_resident.h"
 #include "ops.h"
 #include "vk_ctx.h"
 #include "../backend.h"
@@ -33,7 +35,7 @@ typedef struct vk_layer {
     vk_buf *attn_norm, *ffn_norm, *bq, *bk, *bv;   /* bias NULL if absent */
 } vk_layer;
 
-enum { S_X, S_H, S_Q, S_K, S_V, S_ATT, S_GATE, S_UP, S_CS, S_TI, S_XO, S_LOGITS, S_KVNEW, S_KV, S_BT, S_COUNT };
+enum { S_X, S_H, S_Q, S_K, S_V, S_ATT, S_GATE, S_UP, S_CS, S_TI, S_XO, S_LOGITS, S_BT, S_COUNT };
 
 typedef struct vk_model {
     vk_dev *d;
@@ -126,6 +128,8 @@ fail:
     return st;
 }
 
+llms_status vk_model_ensure(llms_model *m) { return m->vk ? LLMS_OK : model_upload(m, m->ctx->vk); }
+
 /* Grows scratch buffer i to at least `bytes`. */
 static llms_status scratch(vk_model *vm, int i, uint64_t bytes, int host_visible) {
     if (vm->s_size[i] >= bytes && vm->s[i].buf) return LLMS_OK;
@@ -144,13 +148,16 @@ static llms_status mm(vk_dev *d, const vk_mat *w, const vk_buf *x, uint32_t n, c
     return vk_op_matmul(d, w, x, w->cols, n, y, w->rows);
 }
 
-static llms_status record_pass(llms_model *m, vk_model *vm, const fwd_batch *b, uint32_t block_floats,
-                               uint32_t n_out, const VkBufferCopy *out_rows) {
+static llms_status record_pass(llms_model *m, vk_model *vm, const fwd_batch *b, uint32_t n_out,
+                               const VkBufferCopy *out_rows) {
     vk_dev *d = vm->d;
     const hparams *hp = &m->hp;
     const uint32_t n = b->n_tokens, E = hp->n_embd, F = hp->n_ff;
     const uint32_t Q = hp->n_head * hp->head_dim, KV = hp->n_head_kv * hp->head_dim;
     const int det = (b->flags & FWD_DETERMINISTIC) != 0, neox = hp->rope_type == ROPE_NEOX;
+    /* Each layer's KV buffer holds slots of that layer alone: the shaders
+     * see it as layer 0 of blocks of 2 * 16 * KV floats. */
+    const uint32_t slot_floats = 2 * KV_BLOCK_TOKENS * KV;
     vk_buf *s = vm->s;
     llms_status st;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
@@ -167,16 +174,12 @@ static llms_status record_pass(llms_model *m, vk_model *vm, const fwd_batch *b, 
             ((st = vk_op_rope(d, &s[S_Q], &s[S_CS], n, hp->n_head, hp->head_dim, hp->n_rot, neox, Q)) ||
              (st = vk_op_rope(d, &s[S_K], &s[S_CS], n, hp->n_head_kv, hp->head_dim, hp->n_rot, neox, KV))))
             return st;
-        if ((st = vk_op_kv_store(d, &s[S_K], &s[S_V], &s[S_KV], &s[S_BT], &s[S_TI], n, KV, l, block_floats)))
+        const vk_buf *kvl = &m->vk_kv->bufs[l];
+        if ((st = vk_op_kv_store(d, &s[S_K], &s[S_V], kvl, &s[S_BT], &s[S_TI], n, KV, 0, slot_floats)))
             return st;
-        /* Keep this layer's new rows for the write-back to the host cache. */
-        uint64_t rb = (uint64_t)n * KV * sizeof(float);
-        VkBufferCopy ck = {0, (uint64_t)(2 * l) * rb, rb}, cv = {0, (uint64_t)(2 * l + 1) * rb, rb};
-        if ((st = vk_op_copy(d, &s[S_K], &s[S_KVNEW], &ck, 1)) || (st = vk_op_copy(d, &s[S_V], &s[S_KVNEW], &cv, 1)))
-            return st;
-        vk_attn_args aa = {n, hp->n_head, hp->n_head_kv, hp->head_dim, l, KV, block_floats,
+        vk_attn_args aa = {n, hp->n_head, hp->n_head_kv, hp->head_dim, 0, KV, slot_floats,
                            1.0f / sqrtf((float)hp->head_dim)};
-        if ((st = vk_op_attention(d, &s[S_Q], &s[S_KV], &s[S_BT], &s[S_TI], &s[S_ATT], &aa)) ||
+        if ((st = vk_op_attention(d, &s[S_Q], kvl, &s[S_BT], &s[S_TI], &s[S_ATT], &aa)) ||
             (st = mm(d, &L->wo, &s[S_ATT], n, &s[S_H], det)) || (st = vk_op_add(d, &s[S_X], &s[S_H], n * E)) ||
             (st = vk_op_rmsnorm(d, &s[S_X], L->ffn_norm, &s[S_H], E, E, n, hp->rms_eps)) ||
             (st = mm(d, &L->wg, &s[S_H], n, &s[S_GATE], det)) || (st = mm(d, &L->wu, &s[S_H], n, &s[S_UP], det)) ||
@@ -198,16 +201,16 @@ llms_status vk_forward(llms_model *m, const struct fwd_batch *b, float *logits) 
     const uint32_t n = b->n_tokens, E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
     const uint32_t Q = hp->n_head * hp->head_dim, KV = hp->n_head_kv * hp->head_dim;
     const uint32_t half = hp->n_rot / 2, T = KV_BLOCK_TOKENS;
-    const uint32_t block_floats = (uint32_t)m->kv.block_floats;
     if (n == 0) return LLMS_OK;
     if (!d) return err_set(LLMS_ERR_STATE, "Vulkan forward without a device");
+    if (!m->vk_kv) return err_set(LLMS_ERR_STATE, "Vulkan forward on a model without device KV storage");
 
     pthread_mutex_lock(&d->lock);
     llms_status st = LLMS_OK;
-    float *xh = NULL, *cs = NULL, *kvnew = NULL;
+    float *xh = NULL, *cs = NULL;
     uint32_t *ti = NULL, *bt = NULL, *seq_off = NULL, *seq_len = NULL;
     VkBufferCopy *out_rows = NULL;
-    if (!m->vk && (st = model_upload(m, d)) != LLMS_OK) goto done;
+    if ((st = vk_model_ensure(m)) != LLMS_OK) goto done;
     vk_model *vm = m->vk;
 
     /* Blocks each sequence reads: up to its largest position in the batch. */
@@ -217,8 +220,7 @@ llms_status vk_forward(llms_model *m, const struct fwd_batch *b, float *logits) 
     cs = xcalloc(a, (size_t)n * (half ? half : 1) * 2, sizeof *cs);
     ti = xmalloc(a, (size_t)n * 2 * sizeof *ti);
     out_rows = xcalloc(a, n, sizeof *out_rows);
-    kvnew = xmalloc(a, (size_t)hp->n_layer * 2 * n * KV * sizeof *kvnew);
-    if (!seq_off || !seq_len || !xh || !cs || !ti || !out_rows || !kvnew) {
+    if (!seq_off || !seq_len || !xh || !cs || !ti || !out_rows) {
         st = ERR_OOM();
         goto done;
     }
@@ -228,15 +230,21 @@ llms_status vk_forward(llms_model *m, const struct fwd_batch *b, float *logits) 
     }
     uint32_t n_blocks = 0;
     for (uint32_t i = 0; i < b->n_seqs; i++) {
+        if (seq_len[i] > b->seqs[i]->n_blocks) {
+            st = err_set(LLMS_ERR_INTERNAL, "Vulkan forward: sequence %u not reserved up to its positions", i);
+            goto done;
+        }
         seq_off[i] = n_blocks;
         n_blocks += seq_len[i];
     }
+    /* The sequences' block tables, as slot indices of the resident storage. */
     bt = xmalloc(a, (size_t)(n_blocks ? n_blocks : 1) * sizeof *bt);
     if (!bt) {
         st = ERR_OOM();
         goto done;
     }
-    for (uint32_t i = 0; i < n_blocks; i++) bt[i] = i;
+    for (uint32_t i = 0; i < b->n_seqs; i++)
+        for (uint32_t j = 0; j < seq_len[i]; j++) bt[seq_off[i] + j] = b->seqs[i]->blocks[j]->slot;
     uint32_t n_out = 0;
     for (uint32_t t = 0; t < n; t++) {
         cpu_weight_row(&m->tok_embd, b->tokens[t], xh + (size_t)t * E);
@@ -262,8 +270,6 @@ llms_status vk_forward(llms_model *m, const struct fwd_batch *b, float *logits) 
         (st = scratch(vm, S_CS, (uint64_t)n * (half ? half : 1) * 2 * f4, 0)) ||
         (st = scratch(vm, S_TI, (uint64_t)n * 2 * 4, 0)) || (st = scratch(vm, S_XO, (uint64_t)n * E * f4, 0)) ||
         (st = scratch(vm, S_LOGITS, (uint64_t)n * V * f4, 0)) ||
-        (st = scratch(vm, S_KVNEW, (uint64_t)hp->n_layer * 2 * n * KV * f4, 0)) ||
-        (st = scratch(vm, S_KV, (uint64_t)(n_blocks ? n_blocks : 1) * block_floats * f4, 0)) ||
         (st = scratch(vm, S_BT, (uint64_t)(n_blocks ? n_blocks : 1) * 4, 0)))
         goto done;
     if ((st = vk_buf_write(d, &vm->s[S_X], 0, xh, (uint64_t)n * E * f4)) ||
@@ -271,26 +277,21 @@ llms_status vk_forward(llms_model *m, const struct fwd_batch *b, float *logits) 
         (st = vk_buf_write(d, &vm->s[S_TI], 0, ti, (uint64_t)n * 2 * 4)) ||
         (st = vk_buf_write(d, &vm->s[S_BT], 0, bt, (uint64_t)(n_blocks ? n_blocks : 1) * 4)))
         goto done;
-    for (uint32_t i = 0; i < b->n_seqs && st == LLMS_OK; i++)
-        for (uint32_t j = 0; j < seq_len[i] && st == LLMS_OK; j++)
-            st = vk_buf_write(d, &vm->s[S_KV], (uint64_t)(seq_off[i] + j) * block_floats * f4,
-                              b->seqs[i]->blocks[j]->data, (uint64_t)block_floats * f4);
-    if (st != LLMS_OK) goto done;
 
     if ((st = vk_begin(d)) != LLMS_OK) goto done;
-    st = record_pass(m, vm, b, block_floats, n_out, out_rows);
+    /* New blocks' zeroing and copy-on-write copies, queued by the pool
+     * since the last pass, go first in the same command buffer. */
+    uint32_t n_kv_ops = 0;
+    st = vk_kv_record_ops(m->vk_kv, &n_kv_ops);
+    if (st == LLMS_OK) st = record_pass(m, vm, b, n_out, out_rows);
     llms_status st2 = vk_submit(d);   /* ends the recording even after a failure */
     if (st == LLMS_OK) st = st2;
+    /* Once submitted the queued operations have run; after a failed
+     * submission they stay queued and run (again) with the next pass. */
+    if (st2 == LLMS_OK) vk_kv_retire(m->vk_kv, n_kv_ops);
     if (st != LLMS_OK) goto done;
 
     if (n_out && (st = vk_buf_read(d, &vm->s[S_LOGITS], 0, logits, (uint64_t)n_out * V * f4))) goto done;
-    if ((st = vk_buf_read(d, &vm->s[S_KVNEW], 0, kvnew, (uint64_t)hp->n_layer * 2 * n * KV * f4))) goto done;
-    for (uint32_t l = 0; l < hp->n_layer; l++)
-        for (uint32_t t = 0; t < n; t++) {
-            const kv_seq *sq = b->seqs[b->seq[t]];
-            memcpy(kv_k(&m->kv, sq, l, b->pos[t]), kvnew + ((size_t)(2 * l) * n + t) * KV, KV * f4);
-            memcpy(kv_v(&m->kv, sq, l, b->pos[t]), kvnew + ((size_t)(2 * l + 1) * n + t) * KV, KV * f4);
-        }
 done:
     xfree(a, seq_off);
     xfree(a, seq_len);
@@ -299,7 +300,6 @@ done:
     xfree(a, ti);
     xfree(a, bt);
     xfree(a, out_rows);
-    xfree(a, kvnew);
     pthread_mutex_unlock(&d->lock);
     return st;
 }

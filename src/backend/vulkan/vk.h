@@ -195,6 +195,9 @@ void vk_buf_destroy(vk_dev *d, vk_buf *b);
  * Not while recording. */
 llms_status vk_buf_write(vk_dev *d, vk_buf *b, uint64_t off, const void *src, uint64_t n);
 llms_status vk_buf_read(vk_dev *d, vk_buf *b, uint64_t off, void *dst, uint64_t n);
+/* Buffer-to-buffer copy on the device, submitted and waited for (growing
+ * resident storage). Not while recording. */
+llms_status vk_buf_copy_now(vk_dev *d, vk_buf *src, uint64_t soff, vk_buf *dst, uint64_t doff, uint64_t n);
 
 /* Recording: begin, any number of dispatches (each followed by a
  * compute-to-compute barrier), then submit-and-wait. */

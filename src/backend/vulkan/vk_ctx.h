@@ -39,5 +39,11 @@ struct fwd_batch;
 llms_status vk_forward(struct llms_model *m, const struct fwd_batch *b, float *logits);
 /* Frees a model's device buffers (model destruction). */
 void vk_model_free(struct llms_model *m);
+/* Keeps the model's KV blocks in device memory only (model load on a
+ * Vulkan context, right after kv_pool_init: sets the pool's storage hooks,
+ * see kv_resident.h), and frees them (model destruction, after every
+ * block is released). */
+llms_status vk_kv_attach(struct llms_model *m);
+void vk_kv_free(struct llms_model *m);
 
 #endif

@@ -66,6 +66,7 @@
     X(vkCmdDispatch) \
     X(vkCmdPipelineBarrier) \
     X(vkCmdCopyBuffer) \
+    X(vkCmdFillBuffer) \
     X(vkQueueSubmit) \
     X(vkCreateFence) \
     X(vkDestroyFence) \
