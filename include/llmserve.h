@@ -298,6 +298,12 @@ LLMS_API llms_status llms_model_load_from_memory(llms_context *ctx,
  * Threads: one thread, with no other call on the model in progress. Since: 0.1. */
 LLMS_API void llms_model_destroy(llms_model *model);
 
+/* The backend this model's passes run on: the context's, except that on a
+ * GPU chosen by LLMS_BACKEND_AUTO a model the GPU kernels do not cover (a
+ * weight type without a shader, say) runs on the CPU instead (a warning
+ * goes to the log). Threads: any. Since: 0.2. */
+LLMS_API int32_t llms_model_backend(const llms_model *model);
+
 /* Summary of a model. Strings point into the model and live as long as it. */
 typedef struct llms_model_info {
     uint32_t struct_size;

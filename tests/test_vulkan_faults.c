@@ -303,6 +303,76 @@ static void test_auto_gpu_branch(void **state) {
     check_validation();
 }
 
+/* Greedy token ids of a short prompt on `m` (n of them). */
+static void greedy_ids(llms_model *m, int32_t *ids, int n) {
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+    const char *prompt = "Once upon a time";
+    assert_int_equal(llms_session_feed_text(s, prompt, strlen(prompt), LLMS_TOKENIZE_MODEL_DEFAULTS), LLMS_OK);
+    greedy(s, n);
+    llms_step_result r;
+    llms_step_result_init(&r);
+    for (int i = 0; i < n; i++) {
+        llms_status st = llms_session_step(s, &r);
+        assert_true(st == LLMS_TOKEN || st == LLMS_DONE);
+        ids[i] = st == LLMS_TOKEN ? r.token : -1;
+        if (st == LLMS_DONE) break;
+    }
+    llms_session_destroy(s);
+}
+
+/* A model the shaders do not cover (Q5_1 weights) on a GPU that AUTO
+ * chose runs on the CPU instead, with a warning, and gives the CPU
+ * context's tokens; a covered model on the same context runs on the GPU;
+ * an explicit VULKAN context refuses it at load, naming the type. */
+static void test_model_without_shaders(void **state) {
+    (void)state;
+    need_device();
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/llms-vkfaults-%ld-q5_1.gguf", (long)getpid());
+    llms_context *cpu = make_ctx(LLMS_BACKEND_CPU);
+    llms_quantize_params qp;
+    llms_quantize_params_init(&qp);
+    qp.ftype = LLMS_FTYPE_Q5_1;
+    assert_int_equal(llms_model_quantize(cpu, fixture_path(MODEL), path, &qp), LLMS_OK);
+    llms_model *mc = NULL;
+    assert_int_equal(llms_model_load(cpu, path, NULL, &mc), LLMS_OK);
+    assert_int_equal(llms_model_backend(mc), LLMS_BACKEND_CPU);
+    int32_t want[8], got[8];
+    greedy_ids(mc, want, 8);
+
+    vk_debug_select(LLMS_DEVICE_INTEGRATED, 0, 0);
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.log_fn = on_log;
+    g_log[0] = 0;
+    llms_context *gpu = NULL;
+    assert_int_equal(llms_context_create(&cp, &gpu), LLMS_OK);
+    assert_int_equal(llms_context_backend(gpu), LLMS_BACKEND_VULKAN);
+    llms_model *mq = NULL;
+    assert_int_equal(llms_model_load(gpu, path, NULL, &mq), LLMS_OK);
+    assert_int_equal(llms_model_backend(mq), LLMS_BACKEND_CPU);
+    assert_non_null(strstr(g_log, "Q5_1"));
+    greedy_ids(mq, got, 8);
+    assert_memory_equal(want, got, sizeof want);
+    llms_model *mf = load(gpu);   /* F32 fixture: covered */
+    assert_int_equal(llms_model_backend(mf), LLMS_BACKEND_VULKAN);
+    llms_model_destroy(mf);
+    llms_model_destroy(mq);
+    llms_context_destroy(gpu);
+
+    llms_context *vk = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *mv = NULL;
+    assert_int_equal(llms_model_load(vk, path, NULL, &mv), LLMS_ERR_UNSUPPORTED);
+    assert_null(mv);
+    assert_non_null(strstr(llms_errmsg(), "Q5_1"));
+    llms_context_destroy(vk);
+    llms_model_destroy(mc);
+    llms_context_destroy(cpu);
+    unlink(path);
+    check_validation();
+}
+
 /* A device without what the shaders need: VULKAN names the feature, AUTO
  * skips the device. An optional feature missing (subgroup arithmetic)
  * only switches to the portable kernel, which gives the reference text. */
@@ -634,6 +704,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_auto_real_devices, reset_hooks),
         cmocka_unit_test_teardown(test_auto_gpu_branch, reset_hooks),
         cmocka_unit_test_teardown(test_missing_feature, reset_hooks),
+        cmocka_unit_test_teardown(test_model_without_shaders, reset_hooks),
         cmocka_unit_test_teardown(test_device_lost_mid_generation, reset_hooks),
         cmocka_unit_test_teardown(test_device_lost_scheduler, reset_hooks),
         cmocka_unit_test_teardown(test_device_lost_during_upload, reset_hooks),

@@ -217,6 +217,24 @@ static llms_status load_weights(llms_model *m) {
     return LLMS_OK;
 }
 
+/* The context's backend, unless it is a GPU that AUTO chose and the
+ * model has something its shaders do not cover (a weight type, a head
+ * size): then this model runs on the CPU, and the host is told in the log
+ * and by llms_model_backend. An explicit LLMS_BACKEND_VULKAN request gets
+ * the error instead. */
+static llms_status choose_backend(llms_model *m) {
+    m->backend = m->ctx->backend;
+    if (m->backend != LLMS_BACKEND_VULKAN) return LLMS_OK;
+    llms_status st = vk_model_check(m);
+    if (st == LLMS_OK || m->ctx->params.backend == LLMS_BACKEND_VULKAN) return st;
+    ctx_log(m->ctx, LLMS_LOG_WARN, "model '%s' runs on the CPU backend: %s", m->name, llms_errmsg());
+    err_clear();
+    m->backend = LLMS_BACKEND_CPU;
+    return LLMS_OK;
+}
+
+LLMS_API int32_t llms_model_backend(const llms_model *m) { return m ? m->backend : 0; }
+
 /* Per-model state the forward pass needs: RoPE angles and the KV pool. */
 static llms_status prepare_runtime(llms_model *m) {
     const hparams *hp = &m->hp;
@@ -237,7 +255,7 @@ static llms_status prepare_runtime(llms_model *m) {
     m->kv_ready = 1;
     /* On a Vulkan context only the device passes touch KV contents: the
      * blocks live in device memory, with no host copy. */
-    if (m->ctx->backend == LLMS_BACKEND_VULKAN && (st = vk_kv_attach(m))) return st;
+    if (m->backend == LLMS_BACKEND_VULKAN && (st = vk_kv_attach(m))) return st;
     return LLMS_OK;
 }
 
@@ -301,9 +319,10 @@ static llms_status finish_load(llms_context *ctx, gguf_file *file, const llms_mo
     if (!(p.flags & LLMS_MODEL_VOCAB_ONLY)) {
         if ((st = load_hparams(m))) goto fail;
         if ((st = load_weights(m))) goto fail;
+        if ((st = choose_backend(m))) goto fail;
         if ((st = prepare_runtime(m))) goto fail;
         /* Only the CPU backend reads the packed copies. */
-        if (ctx->backend == LLMS_BACKEND_CPU && (st = cpu_pack_weights(m))) goto fail;
+        if (m->backend == LLMS_BACKEND_CPU && (st = cpu_pack_weights(m))) goto fail;
     }
     *out = m;
     ctx_log(ctx, LLMS_LOG_INFO, "loaded model '%s' (%s, %u layers, %llu params)", m->name,

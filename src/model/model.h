@@ -70,6 +70,7 @@ struct llms_model {
     fvec rope_freqs;         /* Llama 3 style per-dimension frequency factors */
     layer_weights *layers;
     float *rope_inv_freq;    /* [n_rot/2] angle per position, scaling applied */
+    int32_t backend;         /* LLMS_BACKEND_CPU or _VULKAN: where this model's passes run */
     kv_pool kv;              /* KV blocks of this model's sessions */
     int kv_ready;
     struct vk_model *vk;     /* device copies of the weights (Vulkan backend), or NULL */

@@ -229,7 +229,30 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
  * weight vectors stay in the 32 vector registers. */
 #define QPACK_MAX_TOKENS 8
 /* Read-ahead of the tile stream for decode (one pass per tile). */
-#define QPACK_PREFETCH 2048
+#ifndef QPACK_HINT
+#define QPACK_HINT _MM_HINT_T1
+#endif
+#ifndef QPACK_PREFETCH
+#define QPACK_PREFETCH 8192
+#endif
+
+/* init + sum over j of w[j] . broadcast(q[4j..4j+3]) (16 rows x 32 columns) in
+ * four independent chains: one chain of 8 vpdpbusd is latency-bound
+ * (about 5 cycles each), which made single-token decode compute-bound.
+ * Integer sums, so the split does not change the result. */
+static inline __attribute__((always_inline)) QPACK_TARGET __m512i dot32(const __m512i w[8], const int8_t *q,
+                                                                       __m512i init) {
+    __m512i c[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        int32_t x0, x1;
+        memcpy(&x0, q + 4 * j, 4);
+        memcpy(&x1, q + 16 + 4 * j, 4);
+        c[j] = _mm512_dpbusd_epi32(j == 0 ? init : _mm512_setzero_si512(), w[j], _mm512_set1_epi32(x0));
+        c[j] = _mm512_dpbusd_epi32(c[j], w[4 + j], _mm512_set1_epi32(x1));
+    }
+    return _mm512_add_epi32(_mm512_add_epi32(c[0], c[1]), _mm512_add_epi32(c[2], c[3]));
+}
 
 /* One tile against NT tokens (NT and Q4 constants after inlining). Loops
  * are unrolled by pragma: GCC at -O2 otherwise keeps the weight vectors
@@ -250,7 +273,7 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
         if (Q4) {
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) {
-                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
                 const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
                 w[2 * i] = _mm512_and_si512(p, m4);
                 w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
@@ -258,7 +281,7 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
         } else {
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) {
-                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
                 w[i] = _mm512_loadu_si512((const void *)(v + 64 * i));
             }
         }
@@ -266,13 +289,7 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             const int8_t *q = a->q + (t0 + t) * K + b * 32;
-            __m512i acc = _mm512_set1_epi32(a->corr[(t0 + t) * nb + b]);
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) {
-                int32_t x4;
-                memcpy(&x4, q + 4 * j, 4);
-                acc = _mm512_dpbusd_epi32(acc, w[j], _mm512_set1_epi32(x4));
-            }
+            const __m512i acc = dot32(w, q, _mm512_set1_epi32(a->corr[(t0 + t) * nb + b]));
             f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, _mm512_set1_ps(a->d[(t0 + t) * nb + b])),
                                    f[t]);
         }
@@ -302,7 +319,7 @@ tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
             __m512i w[8];
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) {
-                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
                 const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
                 w[2 * i] = _mm512_and_si512(p, m4);
                 w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
@@ -311,13 +328,7 @@ tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
 #pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
                 const int8_t *q = a->q + (t0 + t) * K + s * 256 + j * 32;
-                __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k++) {
-                    int32_t x4;
-                    memcpy(&x4, q + 4 * k, 4);
-                    acc = _mm512_dpbusd_epi32(acc, w[k], _mm512_set1_epi32(x4));
-                }
+                const __m512i acc = dot32(w, q, _mm512_setzero_si512());
                 isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc, sc));
             }
         }
@@ -362,7 +373,7 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
         for (int b = 0; b < 8; b++) {
             const uint8_t *v = sb + K6_BLOCK * b;
 #pragma GCC unroll 6
-            for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), _MM_HINT_T0);
+            for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
             const __m512i h0 = _mm512_loadu_si512((const void *)(v + 256));
             const __m512i h1 = _mm512_loadu_si512((const void *)(v + 320));
             __m512i w[8];
@@ -390,15 +401,23 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
             for (int t = 0; t < NT; t++) {
                 const int8_t *q = a->q + (t0 + t) * K + s * 256 + b * 32;
                 const int32_t *corr = a->corr + (t0 + t) * ng + s * 16 + 2 * b;
+                /* Two chains per 16-column group (see dot32). */
                 __m512i g0 = _mm512_set1_epi32(corr[0]), g1 = _mm512_set1_epi32(corr[1]);
-#pragma GCC unroll 4
-                for (int k = 0; k < 4; k++) {
-                    int32_t x0, x1;
-                    memcpy(&x0, q + 4 * k, 4);
-                    memcpy(&x1, q + 16 + 4 * k, 4);
-                    g0 = _mm512_dpbusd_epi32(g0, w[k], _mm512_set1_epi32(x0));
-                    g1 = _mm512_dpbusd_epi32(g1, w[4 + k], _mm512_set1_epi32(x1));
+                __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+#pragma GCC unroll 2
+                for (int k = 0; k < 4; k += 2) {
+                    int32_t x[4];
+                    memcpy(&x[0], q + 4 * k, 4);
+                    memcpy(&x[1], q + 4 * k + 4, 4);
+                    memcpy(&x[2], q + 16 + 4 * k, 4);
+                    memcpy(&x[3], q + 16 + 4 * k + 4, 4);
+                    g0 = _mm512_dpbusd_epi32(g0, w[k], _mm512_set1_epi32(x[0]));
+                    h0 = _mm512_dpbusd_epi32(h0, w[k + 1], _mm512_set1_epi32(x[1]));
+                    g1 = _mm512_dpbusd_epi32(g1, w[4 + k], _mm512_set1_epi32(x[2]));
+                    h1 = _mm512_dpbusd_epi32(h1, w[4 + k + 1], _mm512_set1_epi32(x[3]));
                 }
+                g0 = _mm512_add_epi32(g0, h0);
+                g1 = _mm512_add_epi32(g1, h1);
                 isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(g0, sc0),
                                                                      _mm512_mullo_epi32(g1, sc1)));
             }

@@ -222,6 +222,11 @@ class Model(_Handle):
             self.context.close()
 
     # -- information ------------------------------------------------------
+    @property
+    def backend(self):
+        """Where this model's passes run (BACKEND_CPU or BACKEND_VULKAN)."""
+        return _lib.llms_model_backend(self.handle)
+
     def info(self):
         s = _lib.llms_model_info()
         _lib.llms_model_info_init(byref(s))

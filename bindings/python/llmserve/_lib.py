@@ -401,6 +401,7 @@ _fn("llms_model_load", _status, _p, c_char_p, POINTER(llms_model_params), POINTE
 _fn("llms_model_load_from_memory", _status, _p, c_void_p, c_size_t,
     POINTER(llms_model_params), POINTER(_p))
 _fn("llms_model_destroy", None, _p)
+_fn("llms_model_backend", c_int32, _p)
 _fn("llms_model_info_init", None, POINTER(llms_model_info))
 _fn("llms_model_get_info", _status, _p, POINTER(llms_model_info))
 _fn("llms_tensor_info_init", None, POINTER(llms_tensor_info))

@@ -121,6 +121,7 @@ def test_context_managers_close(model_path):
         m = ctx.load_model(model_path)
         s = m.session()
         assert ctx.n_threads == 1 and ctx.backend in (llmserve.BACKEND_CPU, llmserve.BACKEND_VULKAN)
+        assert m.backend == ctx.backend  # a float fixture: the GPU kernels cover it
     # Closing the context closed its model and the model's session first.
     assert m.closed and s.closed and ctx.closed
     with pytest.raises(ValueError):

@@ -142,9 +142,9 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
     const uint32_t half = hp->n_rot / 2;
     if (n == 0) return LLMS_OK;
-    if (m->ctx->backend == LLMS_BACKEND_VULKAN) return vk_forward(m, b, logits);
-    if (m->ctx->backend != LLMS_BACKEND_CPU)
-        return err_set(LLMS_ERR_BACKEND, "backend %d has no forward pass", (int)m->ctx->backend);
+    if (m->backend == LLMS_BACKEND_VULKAN) return vk_forward(m, b, logits);
+    if (m->backend != LLMS_BACKEND_CPU)
+        return err_set(LLMS_ERR_BACKEND, "backend %d has no forward pass", (int)m->backend);
 
     scratch s = {0};
     s.x = xmalloc_aligned(a, (size_t)(n * E) * sizeof(float), 64);

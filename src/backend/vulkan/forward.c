@@ -62,13 +62,33 @@ static llms_status upload(vk_model *vm, const void *data, uint64_t bytes, vk_buf
     return vk_buf_write(vm->d, b, 0, data, bytes);
 }
 
-static llms_status upload_weight(vk_model *vm, const weight *w, vk_mat *out) {
+static llms_status check_weight(const weight *w) {
     if (!vk_weight_type_ok(w->type))
-        return err_set(LLMS_ERR_UNSUPPORTED, "Vulkan backend: tensor %s has a type (%u) without a shader",
-                       w->name ? w->name : "?", w->type);
+        return err_set(LLMS_ERR_UNSUPPORTED, "Vulkan backend: tensor %s has a type (%s) without a shader",
+                       w->name ? w->name : "?", llms_type_name((int32_t)w->type));
     uint64_t bytes = (uint64_t)w->rows * w->row_bytes;
     if (bytes > UINT32_MAX || w->rows > UINT32_MAX || w->cols > UINT32_MAX)
         return err_set(LLMS_ERR_UNSUPPORTED, "Vulkan backend: tensor %s over 4 GiB", w->name ? w->name : "?");
+    return LLMS_OK;
+}
+
+llms_status vk_model_check(const llms_model *m) {
+    const hparams *hp = &m->hp;
+    if (hp->head_dim > 256)
+        return err_set(LLMS_ERR_UNSUPPORTED, "Vulkan backend: head_dim %u over 256", hp->head_dim);
+    llms_status st = check_weight(&m->output);
+    for (uint32_t l = 0; st == LLMS_OK && l < hp->n_layer; l++) {
+        const layer_weights *L = &m->layers[l];
+        const weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 7 && st == LLMS_OK; k++) st = check_weight(ws[k]);
+    }
+    return st;
+}
+
+static llms_status upload_weight(vk_model *vm, const weight *w, vk_mat *out) {
+    llms_status st0 = check_weight(w);
+    if (st0 != LLMS_OK) return st0;
+    uint64_t bytes = (uint64_t)w->rows * w->row_bytes;
     vk_buf *b = NULL;
     llms_status st = upload(vm, w->data, bytes, &b);
     if (st != LLMS_OK) return st;

@@ -37,6 +37,9 @@ struct fwd_batch;
 /* backend_forward for a context on the Vulkan backend (see backend.h).
  * Uploads the model's weights on its first pass. */
 llms_status vk_forward(struct llms_model *m, const struct fwd_batch *b, float *logits);
+/* LLMS_OK if the shaders cover the whole model (weight types, sizes, head
+ * size), else LLMS_ERR_UNSUPPORTED naming what they do not (model load). */
+llms_status vk_model_check(const struct llms_model *m);
 /* Frees a model's device buffers (model destruction). */
 void vk_model_free(struct llms_model *m);
 /* Keeps the model's KV blocks in device memory only (model load on a
