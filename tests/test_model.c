@@ -41,6 +41,7 @@
 
 #include "llmserve.h"
 #include "support/fixtures.h"
+#include "backend/backend.h"
 
 typedef struct golden_model {
     const char *name;
@@ -249,8 +250,78 @@ static void test_prefill_equals_token_by_token(void **state) {
     llms_model_destroy(m);
 }
 
+/* Deterministic mode (the scheduler's flag): a token's logits are
+ * bit-identical decoded alone and inside a batch with another sequence's
+ * prompt, on every weight type, including those whose single-token
+ * products otherwise take another kernel than batches (Q4_K, Q6_K). */
+static float *decode_logits(llms_model *m, int with_other) {
+    kv_seq s[2];
+    memset(s, 0, sizeof s);
+    enum { P = 7, Q = 5 };
+    const uint32_t V = m->hp.n_vocab;
+    assert_int_equal(kv_seq_reserve(&m->kv, &s[0], P + 1, 0), LLMS_OK);
+    assert_int_equal(kv_seq_reserve(&m->kv, &s[1], Q, 0), LLMS_OK);
+    kv_seq *seqs[2] = {&s[0], &s[1]};
+    int32_t tok[P + Q];
+    uint32_t pos[P + Q], seq[P + Q];
+    uint8_t want[P + Q];
+    for (uint32_t i = 0; i < P; i++) {
+        tok[i] = (int32_t)(i == 0 ? 1 : 3 + (i * 11) % 90);
+        pos[i] = i;
+        seq[i] = 0;
+        want[i] = 0;
+    }
+    float *out = malloc((size_t)(Q + 1) * V * sizeof *out);
+    assert_non_null(out);
+    fwd_batch pre = {P, tok, pos, seq, want, seqs, 1, FWD_DETERMINISTIC};
+    assert_int_equal(backend_forward(m, &pre, out), LLMS_OK);
+    /* The decode token first, then (with_other) the other sequence's prompt. */
+    uint32_t n = 1;
+    tok[0] = 42;
+    pos[0] = P;
+    seq[0] = 0;
+    want[0] = 1;
+    for (uint32_t i = 0; with_other && i < Q; i++, n++) {
+        tok[n] = (int32_t)(i == 0 ? 1 : 5 + i * 13);
+        pos[n] = i;
+        seq[n] = 1;
+        want[n] = 1;
+    }
+    fwd_batch dec = {n, tok, pos, seq, want, seqs, 2, FWD_DETERMINISTIC};
+    assert_int_equal(backend_forward(m, &dec, out), LLMS_OK);
+    kv_seq_free(&m->kv, &s[0]);
+    kv_seq_free(&m->kv, &s[1]);
+    return out;
+}
+
+static void test_deterministic_bitwise(void **state) {
+    (void)state;
+    static const char *const models[] = {"models/rand-llama-spm-d128-q4_0.gguf", "models/rand-llama-spm-d128-q8_0.gguf",
+                                         "models/rand-llama-spm-d256-q4_k_m.gguf", "models/rand-llama-spm-d128-f16.gguf"};
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.backend = LLMS_BACKEND_CPU;
+    cp.n_threads = 2;
+    llms_context *ctx;
+    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
+        const char *path = fixture_path(models[k]);
+        if (!path) fixture_missing(models[k]);
+        llms_model *m;
+        assert_int_equal(llms_model_load(ctx, path, NULL, &m), LLMS_OK);
+        float *alone = decode_logits(m, 0), *batched = decode_logits(m, 1);
+        if (memcmp(alone, batched, m->hp.n_vocab * sizeof(float)) != 0)
+            fail_msg("%s: logits differ alone and batched in deterministic mode", models[k]);
+        free(alone);
+        free(batched);
+        llms_model_destroy(m);
+    }
+    llms_context_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deterministic_bitwise),
         cmocka_unit_test(test_golden_aidreams),
         cmocka_unit_test(test_golden_d128_f16),
         cmocka_unit_test(test_golden_d128_q8_0),

@@ -419,10 +419,9 @@ static void test_cancel_and_deadline(void **state) {
     llms_scheduler_destroy(S);
 }
 
-/* Determinism: greedy output bit-identical alone, batched, and preempted. */
-static void test_deterministic_preemption(void **state) {
-    (void)state;
-    NEED_MODEL();
+/* Determinism: greedy output bit-identical alone, batched, and preempted
+ * (on g_model). */
+static void deterministic_preemption(void) {
     const int N = 6;
     rec alone[6], mixed[6];
     memset(alone, 0, sizeof alone);
@@ -454,6 +453,32 @@ static void test_deterministic_preemption(void **state) {
         assert_string_equal(mixed[i].text, alone[i].text);
     }
     llms_scheduler_destroy(S);
+}
+
+static void test_deterministic_preemption(void **state) {
+    (void)state;
+    NEED_MODEL();
+    deterministic_preemption();
+}
+
+/* The same on models whose matrices the CPU backend repacks (Q4_0; Q4_K
+ * and Q6_K, whose single-token products otherwise take another kernel). */
+static void test_deterministic_packed(void **state) {
+    (void)state;
+    NEED_MODEL();
+    static const char *const models[] = {"models/rand-llama-spm-d128-q4_0.gguf",
+                                          "models/rand-llama-spm-d256-q4_k_m.gguf"};
+    llms_model *saved = g_model;
+    for (int i = 0; i < 2; i++) {
+        const char *path = fixture_path(models[i]);
+        if (!path) fixture_missing(models[i]);
+        llms_model *m = NULL;
+        assert_int_equal(llms_model_load(g_ctx, path, NULL, &m), LLMS_OK);
+        g_model = m;
+        deterministic_preemption();
+        g_model = saved;
+        llms_model_destroy(m);
+    }
 }
 
 /* Tenant isolation in the prefix cache, sharing groups, and cache hits that
@@ -1537,6 +1562,7 @@ int main(void) {
         cmocka_unit_test(test_busy_when_full),
         cmocka_unit_test(test_cancel_and_deadline),
         cmocka_unit_test(test_deterministic_preemption),
+        cmocka_unit_test(test_deterministic_packed),
         cmocka_unit_test(test_prefix_cache_tenants),
         cmocka_unit_test(test_prefix_cache_partial_blocks),
         cmocka_unit_test(test_cache_budget_and_pin),

@@ -28,9 +28,11 @@ typedef struct fwd_batch {
     uint32_t flags;             /* FWD_* (0 = default) */
 } fwd_batch;
 
-/* Each token's matrix products use the one-token kernels, so a token's
- * results never depend on what else is in the batch (the GEMM path sums in
- * a different order). The scheduler's deterministic mode sets it. */
+/* Each token's matrix products use kernels whose result for a token does
+ * not depend on what else is in the batch: the repacked-weight kernel for
+ * every batch size where the matrix has one, else the one-token kernels
+ * (the GEMM path sums in a different order). The scheduler's deterministic
+ * mode sets it; tests/test_model.c checks logits bit for bit. */
 #define FWD_DETERMINISTIC 1u
 
 /* Runs the model over the batch. Logits of the tokens with want_logits are

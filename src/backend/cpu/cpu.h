@@ -34,10 +34,14 @@ llms_status cpu_matmul_n(threadpool *pool, const lalloc *a, const weight *const 
 llms_status cpu_pack_weights(llms_model *m);
 void cpu_free_packed(llms_model *m);
 
-/* 1 if cpu_matmul computes each token's row of Y on its own (same result
- * whatever the other tokens) for any number of tokens, so the
- * deterministic mode can pass whole batches. */
+/* 1 if the matrix has a kernel that computes each token's row of Y on its
+ * own (the same result whatever the other tokens and their number), for
+ * the deterministic mode: cpu_matmul_tokenwise_n then runs it for whole
+ * batches, single tokens included (cpu_matmul picks the GGUF layout for a
+ * single token of some types, which would round differently). */
 int cpu_matmul_tokenwise(const weight *w);
+llms_status cpu_matmul_tokenwise_n(threadpool *pool, const lalloc *a, const weight *const *ws, int nw,
+                                   const float *x, int64_t n, float *const *ys);
 
 /* One row of a weight matrix as floats (embedding lookup). */
 void cpu_weight_row(const weight *w, int64_t row, float *out);

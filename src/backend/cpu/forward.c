@@ -98,8 +98,9 @@ static void attn_task(void *arg, int64_t idx, int64_t n) {
 #define FWD_ROWWISE_TOKENS 3
 static llms_status mm(const fwd_batch *b, threadpool *pool, const lalloc *a, const weight *w,
                       const float *x, int64_t n, float *y) {
-    if (!(b->flags & FWD_DETERMINISTIC) || n <= FWD_ROWWISE_TOKENS || cpu_matmul_tokenwise(w))
-        return cpu_matmul(pool, a, w, x, n, y);
+    if ((b->flags & FWD_DETERMINISTIC) && cpu_matmul_tokenwise(w))
+        return cpu_matmul_tokenwise_n(pool, a, &w, 1, x, n, &y);
+    if (!(b->flags & FWD_DETERMINISTIC) || n <= FWD_ROWWISE_TOKENS) return cpu_matmul(pool, a, w, x, n, y);
     for (int64_t t = 0; t < n; t += FWD_ROWWISE_TOKENS) {
         int64_t k = n - t < FWD_ROWWISE_TOKENS ? n - t : FWD_ROWWISE_TOKENS;
         llms_status st = cpu_matmul(pool, a, w, x + t * w->cols, k, y + t * w->rows);
@@ -114,8 +115,8 @@ static llms_status mm_n(const fwd_batch *b, threadpool *pool, const lalloc *a, c
                         const float *x, int64_t n, float *const *ys) {
     int tokenwise = 1;
     for (int k = 0; k < nw; k++) tokenwise &= cpu_matmul_tokenwise(ws[k]);
-    if (!(b->flags & FWD_DETERMINISTIC) || n <= FWD_ROWWISE_TOKENS || tokenwise)
-        return cpu_matmul_n(pool, a, ws, nw, x, n, ys);
+    if ((b->flags & FWD_DETERMINISTIC) && tokenwise) return cpu_matmul_tokenwise_n(pool, a, ws, nw, x, n, ys);
+    if (!(b->flags & FWD_DETERMINISTIC) || n <= FWD_ROWWISE_TOKENS) return cpu_matmul_n(pool, a, ws, nw, x, n, ys);
     for (int k = 0; k < nw; k++) {
         llms_status st = mm(b, pool, a, ws[k], x, n, ys[k]);
         if (st) return st;
