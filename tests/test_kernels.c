@@ -270,15 +270,18 @@ static void test_qpack(void **state) {
         }
 }
 
-/* Attention helpers: every level against the portable reference. */
+/* Attention helpers: every level against the portable reference (and exp16
+ * against libm's expf). */
 static void test_vec_ops(void **state) {
     (void)state;
     const int Ds[] = {64, 128, 24, 13};
     const size_t stride = 300;
     float *q = xaligned(160 * sizeof(float)), *k = xaligned(stride * 16 * sizeof(float));
+    float *kt = xaligned(160 * VEC_BLOCK * sizeof(float));
     float w[16], ref[16], got[16];
     float *acc_ref = xaligned(160 * sizeof(float)), *acc = xaligned(160 * sizeof(float));
     for (size_t i = 0; i < stride * 16; i++) k[i] = frand();
+    for (size_t i = 0; i < 160 * VEC_BLOCK; i++) kt[i] = frand();
     for (int i = 0; i < 160; i++) q[i] = frand();
     for (int i = 0; i < 16; i++) w[i] = frand();
     const vec_ops *r = vec_get(VEC_ISA_SCALAR);
@@ -286,17 +289,40 @@ static void test_vec_ops(void **state) {
         for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++) {
             const int D = Ds[di];
             const vec_ops *o = vec_get(isa);
+            r->scores16(q, kt, D, 0.125f, ref);
+            o->scores16(q, kt, D, 0.125f, got);
+            for (int p = 0; p < VEC_BLOCK; p++) assert_true(fabsf(got[p] - ref[p]) <= 1e-6f * (float)D);
             for (int n = 1; n <= 16; n += 5) {
-                r->dots(q, k, stride, n, D, ref);
-                o->dots(q, k, stride, n, D, got);
-                for (int i = 0; i < n; i++) assert_true(fabsf(got[i] - ref[i]) <= 1e-5f * (float)D);
                 for (int d = 0; d < D; d++) acc_ref[d] = acc[d] = q[d];
                 r->axpys(acc_ref, k, stride, w, n, D);
                 o->axpys(acc, k, stride, w, n, D);
                 for (int d = 0; d < D; d++) assert_true(fabsf(acc[d] - acc_ref[d]) <= 1e-5f * (float)n);
             }
         }
-    free(q); free(k); free(acc_ref); free(acc);
+    /* exp16: weights exp(s - m) over the range softmax sees, partial blocks,
+     * entries past n untouched. */
+    for (int isa = 0; isa < VEC_ISA_COUNT; isa++) {
+        const vec_ops *o = vec_get(isa);
+        for (int n = 1; n <= VEC_BLOCK; n += 3) {
+            float s[VEC_BLOCK], want_sum = 0;
+            for (int i = 0; i < VEC_BLOCK; i++) s[i] = i < n ? -90.0f * (float)(i * i) / 256.0f + frand() : 777.0f;
+            float m = 0.5f, keep[VEC_BLOCK];
+            memcpy(keep, s, sizeof s);
+            float sum = o->exp16(s, n, m);
+            for (int i = 0; i < VEC_BLOCK; i++) {
+                if (i >= n) {
+                    assert_true(s[i] == 777.0f);
+                    continue;
+                }
+                const float want = expf(keep[i] - m);
+                want_sum += want;
+                if (fabsf(s[i] - want) > 2e-7f * want + 1e-38f)
+                    fail_msg("exp16 isa %d: exp(%g) = %.9g, libm %.9g", isa, keep[i] - m, s[i], want);
+            }
+            assert_true(fabsf(sum - want_sum) <= 1e-6f * want_sum);
+        }
+    }
+    free(q); free(k); free(kt); free(acc_ref); free(acc);
 }
 
 int main(void) {

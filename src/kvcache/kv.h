@@ -6,8 +6,11 @@
  * block is copied before it is written (copy-on-write). The scheduler's
  * prefix cache builds on the same refcounts.
  *
- * Block layout (floats): for layer l, K at l*2*T*D and V at (l*2+1)*T*D,
- * each [T positions][D = n_head_kv * head_dim].
+ * Block layout (floats), T = KV_BLOCK_TOKENS, D = n_head_kv * head_dim:
+ * for layer l, K at l*2*T*D as [D][T] (transposed: a block's T scores for
+ * one query are one vector of FMAs, no horizontal sums) and V at
+ * (l*2+1)*T*D as [T][D]. The CPU backend reads and writes these; a model
+ * on the Vulkan backend keeps its blocks on the device (kv_resident). 
  *
  * Storage: by default a block's floats are host memory (`data`). A backend
  * that keeps the cache elsewhere (the Vulkan backend: device memory) sets
@@ -90,9 +93,14 @@ uint64_t kv_block_bytes(const kv_pool *p);
 uint64_t kv_pool_used_bytes(kv_pool *p);
 
 /* Host pools only (CPU forward pass). */
-static inline float *kv_k(const kv_pool *p, const kv_seq *s, uint32_t layer, uint32_t pos) {
-    float *b = s->blocks[pos / KV_BLOCK_TOKENS]->data;
-    return b + ((size_t)layer * 2 * KV_BLOCK_TOKENS + pos % KV_BLOCK_TOKENS) * p->kv_dim;
+/* The K of `layer` in the block holding `pos`: [kv_dim][KV_BLOCK_TOKENS]. */
+static inline float *kv_k_block(const kv_pool *p, const kv_seq *s, uint32_t layer, uint32_t pos) {
+    return s->blocks[pos / KV_BLOCK_TOKENS]->data + (size_t)layer * 2 * KV_BLOCK_TOKENS * p->kv_dim;
+}
+/* Store position pos's K row (kv_dim values) into its block's column. */
+static inline void kv_put_k(const kv_pool *p, const kv_seq *s, uint32_t layer, uint32_t pos, const float *k) {
+    float *b = kv_k_block(p, s, layer, pos) + pos % KV_BLOCK_TOKENS;
+    for (uint32_t d = 0; d < p->kv_dim; d++) b[(size_t)d * KV_BLOCK_TOKENS] = k[d];
 }
 static inline float *kv_v(const kv_pool *p, const kv_seq *s, uint32_t layer, uint32_t pos) {
     float *b = s->blocks[pos / KV_BLOCK_TOKENS]->data;

@@ -37,55 +37,82 @@ typedef struct attn_job {
     const llms_model *m;
     const fwd_batch *b;
     uint32_t layer;
+    uint32_t heads_per_task;   /* query heads sharing one KV head, handled together */
     const float *q;
     float *out;
 } attn_job;
 
-/* One (token, head) pair: online softmax over the sequence's positions
- * 0..pos, streaming K/V block by block without a score matrix. */
+/* Query heads per attention task at most (state on the stack: acc[G][D]). */
+#define ATTN_MAX_GROUP 8
+
+/* One token and a group of query heads that share a KV head (GQA): online
+ * softmax over the sequence's positions 0..pos, streaming K/V block by
+ * block without a score matrix. The group walks the KV blocks together, so
+ * each block is read from memory once for all its heads and then from L1:
+ * with one task per head, a 16-token prompt tail over a 1,000-token cached
+ * prefix read 8x the KV (tinyllama: 32 heads on 4 KV heads) from L3. Each
+ * head's arithmetic is the same whatever the grouping. */
 static void attn_task(void *arg, int64_t idx, int64_t n) {
     (void)n;
     const attn_job *j = arg;
     const hparams *hp = &j->m->hp;
     const kv_pool *kv = &j->m->kv;
-    const uint32_t D = hp->head_dim, H = hp->n_head;
-    const uint32_t t = (uint32_t)(idx / H), h = (uint32_t)(idx % H);
-    const uint32_t kvh = h / (H / hp->n_head_kv);
+    const uint32_t D = hp->head_dim, H = hp->n_head, G = j->heads_per_task;
+    const uint32_t t = (uint32_t)(idx / (H / G)), h0 = (uint32_t)(idx % (H / G)) * G;
+    const uint32_t kvh = h0 / (H / hp->n_head_kv);
     const kv_seq *s = j->b->seqs[j->b->seq[t]];
     const uint32_t pos = j->b->pos[t];
-    const float *q = j->q + ((size_t)t * H + h) * D;
-    float *o = j->out + ((size_t)t * H + h) * D;
     const float scale = 1.0f / sqrtf((float)D);
     const vec_ops *vo = vec_best();
-    float mx = -INFINITY, sum = 0;
-    float acc[1024], sc[KV_BLOCK_TOKENS];
-    memset(acc, 0, D * sizeof(float));
+    float mx[ATTN_MAX_GROUP], sum[ATTN_MAX_GROUP];
+    float acc[4096], sc[KV_BLOCK_TOKENS];
+    _Static_assert(KV_BLOCK_TOKENS == VEC_BLOCK, "one score vector per KV block");
+    for (uint32_t g = 0; g < G; g++) {
+        mx[g] = -INFINITY;
+        sum[g] = 0;
+    }
+    memset(acc, 0, (size_t)G * D * sizeof(float));
     /* One KV block (KV_BLOCK_TOKENS positions, rows kv_dim apart) at a
-     * time: its scores, one rescale if the maximum grew, then its values. */
+     * time: per head, its scores, one rescale if the maximum grew, then its
+     * values. */
     for (uint32_t p0 = 0; p0 <= pos; p0 += KV_BLOCK_TOKENS - p0 % KV_BLOCK_TOKENS) {
         uint32_t cnt = KV_BLOCK_TOKENS - p0 % KV_BLOCK_TOKENS;
         if (cnt > pos + 1 - p0) cnt = pos + 1 - p0;
-        const float *k = kv_k(kv, s, j->layer, p0) + (size_t)kvh * D;
+        const float *kt = kv_k_block(kv, s, j->layer, p0) + (size_t)kvh * D * KV_BLOCK_TOKENS;
         const float *v = kv_v(kv, s, j->layer, p0) + (size_t)kvh * D;
-        vo->dots(q, k, kv->kv_dim, (int)cnt, (int)D, sc);
-        float bm = -INFINITY;
-        for (uint32_t i = 0; i < cnt; i++) {
-            sc[i] *= scale;
-            if (sc[i] > bm) bm = sc[i];
+        for (uint32_t g = 0; g < G; g++) {
+            const float *q = j->q + ((size_t)t * H + h0 + g) * D;
+            float *ag = acc + (size_t)g * D;
+            vo->scores16(q, kt, (int)D, scale, sc);   /* positions >= cnt: ignored */
+            float bm = -INFINITY;
+            for (uint32_t i = 0; i < cnt; i++)
+                if (sc[i] > bm) bm = sc[i];
+            if (bm > mx[g]) {
+                float corr = expf(mx[g] - bm);
+                sum[g] *= corr;
+                for (uint32_t d = 0; d < D; d++) ag[d] *= corr;
+                mx[g] = bm;
+            }
+            sum[g] += vo->exp16(sc, (int)cnt, mx[g]);
+            vo->axpys(ag, v, kv->kv_dim, sc, (int)cnt, (int)D);
         }
-        if (bm > mx) {
-            float corr = expf(mx - bm);
-            sum *= corr;
-            for (uint32_t d = 0; d < D; d++) acc[d] *= corr;
-            mx = bm;
-        }
-        for (uint32_t i = 0; i < cnt; i++) {
-            sc[i] = expf(sc[i] - mx);
-            sum += sc[i];
-        }
-        vo->axpys(acc, v, kv->kv_dim, sc, (int)cnt, (int)D);
     }
-    for (uint32_t d = 0; d < D; d++) o[d] = acc[d] / sum;
+    for (uint32_t g = 0; g < G; g++) {
+        float *o = j->out + ((size_t)t * H + h0 + g) * D;
+        for (uint32_t d = 0; d < D; d++) o[d] = acc[(size_t)g * D + d] / sum[g];
+    }
+}
+
+/* Heads per attention task: the whole group sharing a KV head, halved
+ * while that leaves fewer than 4 tasks per thread (single-token decode
+ * with few KV heads) or more state than the task's stack buffer. */
+static uint32_t attn_heads_per_task(const hparams *hp, int64_t n_tok, int threads) {
+    uint32_t G = hp->n_head / hp->n_head_kv;
+    while (G > 1 && (G > ATTN_MAX_GROUP || (size_t)G * hp->head_dim > 4096 ||
+                     n_tok * (int64_t)(hp->n_head / G) < 4 * (int64_t)threads) && G % 2 == 0)
+        G /= 2;
+    if (G > ATTN_MAX_GROUP || (size_t)G * hp->head_dim > 4096) G = 1;
+    return G;
 }
 
 /* cpu_matmul, or in deterministic mode in groups of at most
@@ -190,11 +217,12 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
             for (uint32_t h = 0; h < hp->n_head_kv; h++)
                 rope_apply(s.k + t * KV + (int64_t)h * hp->head_dim, cs, hp->n_rot, hp->rope_type == ROPE_NEOX);
             const kv_seq *seq = b->seqs[b->seq[t]];
-            memcpy(kv_k(&m->kv, seq, l, b->pos[t]), s.k + t * KV, (size_t)KV * sizeof(float));
+            kv_put_k(&m->kv, seq, l, b->pos[t], s.k + t * KV);
             memcpy(kv_v(&m->kv, seq, l, b->pos[t]), s.v + t * KV, (size_t)KV * sizeof(float));
         }
-        attn_job aj = {m, b, l, s.q, s.att};
-        pool_run(pool, n * hp->n_head, attn_task, &aj);
+        const uint32_t hpt = attn_heads_per_task(hp, n, pool_size(pool));
+        attn_job aj = {m, b, l, hpt, s.q, s.att};
+        pool_run(pool, n * (hp->n_head / hpt), attn_task, &aj);
         if ((st = mm(b, pool, a, &L->wo, s.att, n, s.h))) goto done;
         for (int64_t i = 0; i < n * E; i++) s.x[i] += s.h[i];
 

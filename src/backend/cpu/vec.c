@@ -3,16 +3,22 @@
  * AVX-512F, AVX2+FMA, or portable C (the reference; tests/test_kernels.c
  * checks the SIMD versions against it).
  */
+#include <math.h>
 #include <pthread.h>
 
 #include "vec.h"
 
-static void dots_c(const float *q, const float *k, size_t stride, int n, int D, float *out) {
-    for (int i = 0; i < n; i++, k += stride) {
-        float s = 0;
-        for (int d = 0; d < D; d++) s += q[d] * k[d];
-        out[i] = s;
-    }
+static void scores16_c(const float *q, const float *kt, int D, float scale, float *out) {
+    float s[VEC_BLOCK] = {0};
+    for (int d = 0; d < D; d++)
+        for (int p = 0; p < VEC_BLOCK; p++) s[p] += q[d] * kt[d * VEC_BLOCK + p];
+    for (int p = 0; p < VEC_BLOCK; p++) out[p] = s[p] * scale;
+}
+
+static float exp16_c(float *s, int n, float m) {
+    float sum = 0;
+    for (int i = 0; i < n; i++) sum += s[i] = expf(s[i] - m);
+    return sum;
 }
 
 static void axpys_c(float *acc, const float *v, size_t stride, const float *w, int n, int D) {
@@ -24,21 +30,74 @@ static void axpys_c(float *acc, const float *v, size_t stride, const float *w, i
 #include <immintrin.h>
 #define HAVE_X86 1
 
-__attribute__((target("avx512f"))) static void dots_512(const float *q, const float *k, size_t stride, int n,
-                                                        int D, float *out) {
-    for (int i = 0; i < n; i++, k += stride) {
-        __m512 s = _mm512_setzero_ps();
-        int d = 0;
-        for (; d + 16 <= D; d += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(k + d), s);
-        float r = _mm512_reduce_add_ps(s);
-        for (; d < D; d++) r += q[d] * k[d];
-        out[i] = r;
-    }
+/* exp(x) for x <= 0 (softmax weights): x = n ln2 + r, |r| <= ln2/2, e^r by
+ * its Taylor polynomial to degree 6 (truncation under 1.3e-7 relative),
+ * times 2^n; below -87 the result flushes to 0. */
+__attribute__((target("avx512f"))) static inline __m512 exp_512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
 }
 
+/* Four independent FMA chains: one chain is bound by the FMA latency. */
+__attribute__((target("avx512f"))) static void scores16_512(const float *q, const float *kt, int D, float scale,
+                                                            float *out) {
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int d = 0;
+    for (; d + 4 <= D; d += 4)
+        #pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            s[c] = _mm512_fmadd_ps(_mm512_set1_ps(q[d + c]), _mm512_loadu_ps(kt + (d + c) * VEC_BLOCK), s[c]);
+    for (; d < D; d++) s[0] = _mm512_fmadd_ps(_mm512_set1_ps(q[d]), _mm512_loadu_ps(kt + d * VEC_BLOCK), s[0]);
+    const __m512 t = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+    _mm512_storeu_ps(out, _mm512_mul_ps(t, _mm512_set1_ps(scale)));
+}
+
+__attribute__((target("avx512f"))) static float exp16_512(float *s, int n, float m) {
+    const __mmask16 k = (__mmask16)((1u << n) - 1);
+    const __m512 e = exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s), _mm512_set1_ps(m)));
+    _mm512_mask_storeu_ps(s, k, e);
+    return _mm512_mask_reduce_add_ps(k, e);
+}
+
+/* 64 columns at a time with even and odd rows in separate accumulators:
+ * eight independent FMA chains instead of one per 16 columns. */
 __attribute__((target("avx512f"))) static void axpys_512(float *acc, const float *v, size_t stride, const float *w,
                                                          int n, int D) {
     int d = 0;
+    for (; d + 64 <= D; d += 64) {
+        __m512 a[4], b[4];
+        #pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            a[c] = _mm512_loadu_ps(acc + d + 16 * c);
+            b[c] = _mm512_setzero_ps();
+        }
+        const float *vv = v + d;
+        int i = 0;
+        for (; i + 2 <= n; i += 2, vv += 2 * stride) {
+            const __m512 w0 = _mm512_set1_ps(w[i]), w1 = _mm512_set1_ps(w[i + 1]);
+            #pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                a[c] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(vv + 16 * c), a[c]);
+                b[c] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(vv + stride + 16 * c), b[c]);
+            }
+        }
+        if (i < n)
+            #pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) a[c] = _mm512_fmadd_ps(_mm512_set1_ps(w[i]), _mm512_loadu_ps(vv + 16 * c), a[c]);
+        #pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(acc + d + 16 * c, _mm512_add_ps(a[c], b[c]));
+    }
     for (; d + 16 <= D; d += 16) {
         __m512 a = _mm512_loadu_ps(acc + d);
         const float *vv = v + d;
@@ -51,19 +110,45 @@ __attribute__((target("avx512f"))) static void axpys_512(float *acc, const float
     }
 }
 
-__attribute__((target("avx2,fma"))) static void dots_256(const float *q, const float *k, size_t stride, int n, int D,
-                                                         float *out) {
-    for (int i = 0; i < n; i++, k += stride) {
-        __m256 s = _mm256_setzero_ps();
-        int d = 0;
-        for (; d + 8 <= D; d += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), s);
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        float r = _mm_cvtss_f32(h);
-        for (; d < D; d++) r += q[d] * k[d];
-        out[i] = r;
+__attribute__((target("avx2,fma"))) static inline __m256 exp_256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* 2^n through the exponent field (n >= -126 here). */
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+__attribute__((target("avx2,fma"))) static void scores16_256(const float *q, const float *kt, int D, float scale,
+                                                             float *out) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    for (int d = 0; d < D; d++) {
+        const __m256 qd = _mm256_set1_ps(q[d]);
+        a = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + d * VEC_BLOCK), a);
+        b = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + d * VEC_BLOCK + 8), b);
     }
+    _mm256_storeu_ps(out, _mm256_mul_ps(a, _mm256_set1_ps(scale)));
+    _mm256_storeu_ps(out + 8, _mm256_mul_ps(b, _mm256_set1_ps(scale)));
+}
+
+__attribute__((target("avx2,fma"))) static float exp16_256(float *s, int n, float m) {
+    float buf[VEC_BLOCK];
+    for (int i = 0; i < VEC_BLOCK; i++) buf[i] = i < n ? s[i] - m : -100.0f;
+    const __m256 e0 = exp_256(_mm256_loadu_ps(buf)), e1 = exp_256(_mm256_loadu_ps(buf + 8));
+    _mm256_storeu_ps(buf, e0);
+    _mm256_storeu_ps(buf + 8, e1);
+    float sum = 0;
+    for (int i = 0; i < n; i++) sum += s[i] = buf[i];
+    return sum;
 }
 
 __attribute__((target("avx2,fma"))) static void axpys_256(float *acc, const float *v, size_t stride, const float *w,
@@ -89,17 +174,17 @@ static int g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_ops(void) {
-    g_ops[VEC_ISA_SCALAR] = (vec_ops){dots_c, axpys_c};
+    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, exp16_c, axpys_c};
     g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = g_ops[VEC_ISA_SCALAR];
     g_best = VEC_ISA_SCALAR;
 #if HAVE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){dots_256, axpys_256};
+        g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, exp16_256, axpys_256};
         g_best = VEC_ISA_AVX2;
     }
     if (__builtin_cpu_supports("avx512f")) {
-        g_ops[VEC_ISA_AVX512] = (vec_ops){dots_512, axpys_512};
+        g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_512, exp16_512, axpys_512};
         g_best = VEC_ISA_AVX512;
     }
 #endif

@@ -7,9 +7,16 @@
 
 #include <stddef.h>
 
+/* Positions per K block (KV_BLOCK_TOKENS): one 512-bit vector of scores. */
+#define VEC_BLOCK 16
+
 typedef struct vec_ops {
-    /* out[i] = dot(q, k + i*stride) over D, for i < n */
-    void (*dots)(const float *q, const float *k, size_t stride, int n, int D, float *out);
+    /* out[p] = scale * sum_d q[d] * kt[d * VEC_BLOCK + p] for p < VEC_BLOCK:
+     * the scores of one block of keys stored transposed ([D][16]). */
+    void (*scores16)(const float *q, const float *kt, int D, float scale, float *out);
+    /* s[i] = exp(s[i] - m) for i < n (n <= VEC_BLOCK, every s[i] <= m);
+     * returns their sum. Relative error of each exp under 2e-7. */
+    float (*exp16)(float *s, int n, float m);
     /* acc += sum_i w[i] * (v + i*stride), over D */
     void (*axpys)(float *acc, const float *v, size_t stride, const float *w, int n, int D);
 } vec_ops;
