@@ -1,7 +1,7 @@
 /*
  * llms-bench --model FILE [--threads N] [--prompt N] [--gen N] [--reps N]
  *            [--backend auto|cpu|vulkan] [--json]
- *            [--concurrency 1,4,16,32] [--shared-prefix N]
+ *            [--concurrency 1,4,16,32] [--shared-prefix N] [--overload X]
  *
  * Measures, in one run on one machine:
  *   - prompt processing: tokens/s for an N-token prompt in one feed;
@@ -22,7 +22,14 @@
  *     token percentiles;
  *   - --shared-prefix N: time to first token for an N-token prefix plus a
  *     4-token tail, cold, and then from another request with the same
- *     prefix and another 16-token tail, served from the prefix cache.
+ *     prefix and another 16-token tail, served from the prefix cache;
+ *   - --overload X: a scheduler on its own thread with 4 running slots, a
+ *     queue of 4 and a KV budget for those 8 requests' blocks; first the
+ *     sustainable rate (requests/s with the slots full) and the latency of
+ *     requests that find the slots free, then X times that rate offered for
+ *     10 s: how many are rejected (LLMS_ERR_BUSY) and how long a rejected
+ *     submit takes, the peak KV memory against the budget, and the latency
+ *     of the accepted requests.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -116,7 +123,8 @@ static double bytes_per_token(const llms_model *m) {
 
 static void usage(const char *p) {
     fprintf(stderr, "usage: %s --model FILE [--threads N] [--prompt N] [--gen N] [--reps N] "
-                    "[--backend auto|cpu|vulkan] [--json] [--concurrency 1,4,16,32] [--shared-prefix N]\n", p);
+                    "[--backend auto|cpu|vulkan] [--json] [--concurrency 1,4,16,32] [--shared-prefix N]\n"
+                    "       [--overload X]\n", p);
     exit(2);
 }
 
@@ -294,8 +302,185 @@ static int run_shared_prefix(llms_model *m, long n_prefix, prefix_result *out) {
     return out->cold_s < 0 || out->cached_s < 0 ? -1 : 0;
 }
 
+/* ---- overload ---- */
+
+typedef struct overload_result {
+    double offered_rate, sustainable_rate;
+    long offered, accepted, rejected, failed;
+    double reject_p99_us, reject_max_us;
+    double base_ttft_p50, base_e2e_p50, ttft_p50, ttft_p99, e2e_p50, e2e_p99;
+    uint64_t peak_kv_bytes, budget_bytes;
+} overload_result;
+
+typedef struct ov_req {
+    double t_submit, t_first, t_end;
+} ov_req;
+
+/* Submits one request; its id, or 0 with *st set. */
+static uint64_t ov_submit(llms_scheduler *S, const int32_t *prompt, long n_prompt, long n_gen, llms_status *st) {
+    llms_sampling_params smp;
+    llms_sampling_params_init(&smp);
+    smp.temperature = 0;
+    smp.max_tokens = (int32_t)n_gen;
+    smp.flags = LLMS_SAMPLE_IGNORE_EOG;
+    llms_request_params rp;
+    llms_request_params_init(&rp);
+    rp.tokens = prompt;
+    rp.n_tokens = (size_t)n_prompt;
+    rp.sampling = &smp;
+    uint64_t id = 0;
+    *st = llms_scheduler_submit(S, &rp, &id);
+    return *st == LLMS_OK ? id : 0;
+}
+
+/* Drains events into reqs (indexed by id - 1); returns terminal events seen. */
+static int ov_drain(llms_scheduler *S, ov_req *reqs, long n_reqs, int32_t timeout_ms, long *failed) {
+    int ended = 0;
+    char buf[4096];
+    llms_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.struct_size = sizeof ev;
+    ev.text_buf = buf;
+    ev.text_cap = sizeof buf;
+    while (llms_scheduler_poll(S, &ev, timeout_ms) == LLMS_OK) {
+        timeout_ms = 0;
+        long i = (long)ev.request_id - 1;
+        if (i < 0 || i >= n_reqs) continue;
+        if (ev.type == LLMS_EVENT_TOKEN) {
+            if (reqs[i].t_first == 0) reqs[i].t_first = now_s();
+        } else {
+            reqs[i].t_end = now_s();
+            if (ev.type != LLMS_EVENT_FINISHED) (*failed)++;
+            ended++;
+        }
+    }
+    return ended;
+}
+
+static uint64_t ov_kv_bytes(llms_scheduler *S, uint64_t block) {
+    llms_scheduler_stats st;
+    llms_scheduler_stats_init(&st);
+    llms_scheduler_get_stats(S, &st);
+    return (uint64_t)st.kv_blocks_used * block;
+}
+
+static int run_overload(llms_model *m, double factor, long n_prompt, long n_gen, overload_result *out) {
+    enum { RUNNING = 4, QUEUE = 4, MAX_REQS = 100000 };
+    const double offer_s = 10.0;
+    int32_t V = llms_model_n_vocab(m), bos = llms_model_special_token(m, LLMS_SPECIAL_BOS);
+    llms_scheduler_params p;
+    llms_scheduler_params_init(&p);
+    p.max_running = RUNNING;
+    p.queue_capacity = QUEUE;
+    p.max_batch_tokens = 512;
+    p.n_ctx = (uint32_t)(n_prompt + n_gen + 1);
+    /* One KV block's bytes: an unlimited pool reports budget / blocks. */
+    p.kv_budget_bytes = 1ull << 40;
+    llms_scheduler *S;
+    if (llms_scheduler_create(m, &p, &S)) return -1;
+    llms_scheduler_stats st;
+    llms_scheduler_stats_init(&st);
+    llms_scheduler_get_stats(S, &st);
+    const uint64_t block = (1ull << 40) / ((uint64_t)st.kv_blocks_free + st.kv_blocks_used);
+    llms_scheduler_destroy(S);
+    const uint64_t per_req = (uint64_t)((n_prompt + n_gen + 15) / 16 + 1);
+    p.kv_budget_bytes = per_req * (RUNNING + QUEUE) * block;
+    p.flags = LLMS_SCHEDULER_OWN_THREAD;
+    if (llms_scheduler_create(m, &p, &S)) return -1;
+    int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);
+    ov_req *reqs = calloc(MAX_REQS, sizeof *reqs);
+    double *lat = calloc(MAX_REQS, sizeof *lat), *lat2 = calloc(MAX_REQS, sizeof *lat2);
+    double *rej = calloc(MAX_REQS, sizeof *rej);
+    if (!prompt || !reqs || !lat || !lat2 || !rej) return -1;
+    long n_ids = 0, failed = 0;
+    llms_status sst;
+
+    /* 1. Sustainable rate and unloaded latency: waves of RUNNING requests. */
+    long base_n = 0;
+    double t0 = now_s();
+    for (int wave = 0; wave < 3; wave++) {
+        for (int i = 0; i < RUNNING; i++) {
+            fill_prompt(prompt, n_prompt, 5000 + (uint64_t)n_ids, V, bos);
+            double ts = now_s();
+            uint64_t id = ov_submit(S, prompt, n_prompt, n_gen, &sst);
+            if (!id || (long)id != n_ids + 1) return -1;
+            reqs[n_ids++].t_submit = ts;
+        }
+        for (int ended = 0; ended < RUNNING;) ended += ov_drain(S, reqs, MAX_REQS, 100, &failed);
+    }
+    const double base_wall = now_s() - t0;
+    for (long i = 0; i < n_ids; i++) {
+        lat[base_n] = reqs[i].t_first - reqs[i].t_submit;
+        lat2[base_n++] = reqs[i].t_end - reqs[i].t_submit;
+    }
+    qsort(lat, (size_t)base_n, sizeof *lat, cmp_double);
+    qsort(lat2, (size_t)base_n, sizeof *lat2, cmp_double);
+    out->base_ttft_p50 = pct(lat, (int)base_n, 0.5);
+    out->base_e2e_p50 = pct(lat2, (int)base_n, 0.5);
+    out->sustainable_rate = (double)n_ids / base_wall;
+    out->offered_rate = factor * out->sustainable_rate;
+    out->budget_bytes = p.kv_budget_bytes;
+
+    /* 2. factor x that rate for offer_s seconds. */
+    const long first = n_ids;
+    long n_rej = 0, outstanding = 0;
+    const double interval = 1.0 / out->offered_rate;
+    double next = now_s(), end = next + offer_s;
+    uint64_t peak = 0;
+    while (now_s() < end || outstanding > 0) {
+        double now = now_s();
+        if (now < end && now >= next && n_ids < MAX_REQS - 1) {
+            next += interval;
+            fill_prompt(prompt, n_prompt, 5000 + (uint64_t)(n_ids + n_rej), V, bos);
+            double ts = now_s();
+            uint64_t id = ov_submit(S, prompt, n_prompt, n_gen, &sst);
+            double dt = now_s() - ts;
+            out->offered++;
+            if (id) {
+                if ((long)id != n_ids + 1) return -1;
+                reqs[n_ids++].t_submit = ts;
+                outstanding++;
+            } else if (sst == LLMS_ERR_BUSY) {
+                if (n_rej < MAX_REQS) rej[n_rej++] = dt;
+            } else {
+                return -1;
+            }
+            continue;
+        }
+        uint64_t kvb = ov_kv_bytes(S, block);
+        if (kvb > peak) peak = kvb;
+        double wait = now < end ? next - now : 0.05;
+        outstanding -= ov_drain(S, reqs, MAX_REQS, wait > 0 ? (int32_t)(wait * 1000) : 0, &failed);
+    }
+    long n_acc = n_ids - first;
+    for (long i = 0; i < n_acc; i++) {
+        lat[i] = reqs[first + i].t_first - reqs[first + i].t_submit;
+        lat2[i] = reqs[first + i].t_end - reqs[first + i].t_submit;
+    }
+    qsort(lat, (size_t)n_acc, sizeof *lat, cmp_double);
+    qsort(lat2, (size_t)n_acc, sizeof *lat2, cmp_double);
+    qsort(rej, (size_t)n_rej, sizeof *rej, cmp_double);
+    out->accepted = n_acc;
+    out->rejected = n_rej;
+    out->failed = failed;
+    out->ttft_p50 = pct(lat, (int)n_acc, 0.5);
+    out->ttft_p99 = pct(lat, (int)n_acc, 0.99);
+    out->e2e_p50 = pct(lat2, (int)n_acc, 0.5);
+    out->e2e_p99 = pct(lat2, (int)n_acc, 0.99);
+    out->reject_p99_us = n_rej ? pct(rej, (int)n_rej, 0.99) * 1e6 : 0;
+    out->reject_max_us = n_rej ? rej[n_rej - 1] * 1e6 : 0;
+    out->peak_kv_bytes = peak;
+    llms_scheduler_destroy(S);
+    free(prompt);
+    free(reqs);
+    free(lat);
+    free(lat2);
+    free(rej);
+    return 0;
+}
+
 static int sched_bench(const char *prog, const char *path, llms_context *ctx, llms_model *m, const char *levels,
-                       long n_prompt, long n_gen, long n_prefix, int json) {
+                       long n_prompt, long n_gen, long n_prefix, double overload, int json) {
     conc_result res[32];
     int n_res = 0;
     if (levels) {
@@ -317,6 +502,12 @@ static int sched_bench(const char *prog, const char *path, llms_context *ctx, ll
         fprintf(stderr, "%s: shared prefix failed: %s\n", prog, llms_errmsg());
         return 1;
     }
+    overload_result ov;
+    memset(&ov, 0, sizeof ov);
+    if (overload > 0 && run_overload(m, overload, n_prompt, n_gen, &ov)) {
+        fprintf(stderr, "%s: overload run failed: %s\n", prog, llms_errmsg());
+        return 1;
+    }
     int threads = llms_context_n_threads(ctx);
     if (json) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"prompt_tokens\": %ld, \"gen_tokens\": %ld", path, threads,
@@ -334,6 +525,16 @@ static int sched_bench(const char *prog, const char *path, llms_context *ctx, ll
             printf(", \"shared_prefix\": {\"prefix_tokens\": %ld, \"ttft_cold_s\": %.4f, \"ttft_cached_s\": %.4f, "
                    "\"cached_tokens\": %u, \"speedup\": %.1f}",
                    pr.prefix, pr.cold_s, pr.cached_s, pr.cached_tokens, pr.cold_s / pr.cached_s);
+        if (overload > 0)
+            printf(", \"overload\": {\"factor\": %.1f, \"sustainable_req_s\": %.3f, \"offered_req_s\": %.3f, "
+                   "\"offered\": %ld, \"accepted\": %ld, \"rejected\": %ld, \"failed\": %ld, "
+                   "\"reject_p99_us\": %.1f, \"reject_max_us\": %.1f, \"peak_kv_bytes\": %llu, "
+                   "\"kv_budget_bytes\": %llu, \"baseline_ttft_p50_s\": %.4f, \"baseline_e2e_p50_s\": %.4f, "
+                   "\"ttft_p50_s\": %.4f, \"ttft_p99_s\": %.4f, \"e2e_p50_s\": %.4f, \"e2e_p99_s\": %.4f}",
+                   overload, ov.sustainable_rate, ov.offered_rate, ov.offered, ov.accepted, ov.rejected, ov.failed,
+                   ov.reject_p99_us, ov.reject_max_us, (unsigned long long)ov.peak_kv_bytes,
+                   (unsigned long long)ov.budget_bytes, ov.base_ttft_p50, ov.base_e2e_p50, ov.ttft_p50, ov.ttft_p99,
+                   ov.e2e_p50, ov.e2e_p99);
         printf("}\n");
     } else {
         printf("model %s, %d threads; prompt %ld, gen %ld per request\n", path, threads, n_prompt, n_gen);
@@ -345,6 +546,16 @@ static int sched_bench(const char *prog, const char *path, llms_context *ctx, ll
         if (n_prefix > 0)
             printf("shared prefix %ld tokens: TTFT cold %.4f s, cached %.4f s (%u tokens from the cache), "
                    "%.1fx\n", pr.prefix, pr.cold_s, pr.cached_s, pr.cached_tokens, pr.cold_s / pr.cached_s);
+        if (overload > 0) {
+            printf("overload %.1fx: sustainable %.2f req/s, offered %.2f req/s for 10 s: %ld offered, %ld accepted, "
+                   "%ld rejected (BUSY in p99 %.1f us, max %.1f us), %ld failed\n",
+                   overload, ov.sustainable_rate, ov.offered_rate, ov.offered, ov.accepted, ov.rejected,
+                   ov.reject_p99_us, ov.reject_max_us, ov.failed);
+            printf("  KV peak %.2f MB of a %.2f MB budget; accepted: TTFT p50 %.3f s p99 %.3f s, end-to-end p50 "
+                   "%.3f s p99 %.3f s (unloaded: TTFT p50 %.3f s, end-to-end p50 %.3f s)\n",
+                   ov.peak_kv_bytes / 1e6, ov.budget_bytes / 1e6, ov.ttft_p50, ov.ttft_p99, ov.e2e_p50, ov.e2e_p99,
+                   ov.base_ttft_p50, ov.base_e2e_p50);
+        }
     }
     return 0;
 }
@@ -355,6 +566,7 @@ int main(int argc, char **argv) {
     int json = 0;
     const char *levels = NULL;
     long n_prefix = 0;
+    double overload = 0;
     llms_context_params cp;
     llms_context_params_init(&cp);
     for (int i = 1; i < argc; i++) {
@@ -370,7 +582,11 @@ int main(int argc, char **argv) {
         else if ((v = cli_opt(argc, argv, &i, "--backend"))) { if ((cp.backend = cli_backend(v)) < 0) usage(argv[0]); }
         else if ((v = cli_opt(argc, argv, &i, "--concurrency"))) levels = v;
         else if ((v = cli_opt(argc, argv, &i, "--shared-prefix"))) { if (!cli_long(v, 1, 1 << 20, &n_prefix)) usage(argv[0]); }
-        else if (!strcmp(argv[i], "--json")) json = 1;
+        else if ((v = cli_opt(argc, argv, &i, "--overload"))) {
+            char *e;
+            overload = strtod(v, &e);
+            if (*e || !(overload >= 1 && overload <= 100)) usage(argv[0]);
+        } else if (!strcmp(argv[i], "--json")) json = 1;
         else usage(argv[0]);
     }
     if (!path) usage(argv[0]);
@@ -380,8 +596,8 @@ int main(int argc, char **argv) {
     llms_status st;
     if ((st = llms_context_create(&cp, &ctx))) { cli_report(argv[0], "context", st); return 1; }
     if ((st = llms_model_load(ctx, path, NULL, &m))) { cli_report(argv[0], path, st); llms_context_destroy(ctx); return 1; }
-    if (levels || n_prefix) {
-        int rc = sched_bench(argv[0], path, ctx, m, levels, n_prompt, n_gen, n_prefix, json);
+    if (levels || n_prefix || overload > 0) {
+        int rc = sched_bench(argv[0], path, ctx, m, levels, n_prompt, n_gen, n_prefix, overload, json);
         llms_model_destroy(m);
         llms_context_destroy(ctx);
         return rc;
