@@ -21,8 +21,9 @@
  *     wall time from submission to the last token) and the time to first
  *     token percentiles;
  *   - --shared-prefix N: time to first token for an N-token prefix plus a
- *     4-token tail, cold, and then from another request with the same
- *     prefix and another 16-token tail, served from the prefix cache;
+ *     4-token tail, cold, and then from other requests with the same
+ *     prefix and another 16-token tail each, served from the prefix cache
+ *     (the median of five);
  *   - --overload X: a scheduler on its own thread with 4 running slots, a
  *     queue of 4 and a KV budget for those 8 requests' blocks; first the
  *     sustainable rate (requests/s with the slots full) and the latency of
@@ -289,13 +290,21 @@ static int run_shared_prefix(llms_model *m, long n_prefix, prefix_result *out) {
     uint32_t cached = 0;
     out->prefix = n_prefix;
     out->cold_s = ttft_one(S, a, n_prefix + 4, &cached);
-    /* Another request: same prefix, another tail of 16 tokens. */
+    /* Other requests: same prefix, each with another tail of 16 tokens;
+     * the median of five (one request is at the mercy of this shared
+     * machine's noise; the cold one is not repeated: it takes seconds). */
     uint64_t x = 99;
-    for (long i = n_prefix; i < n_prefix + 16; i++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        a[i] = (int32_t)((x >> 33) % (uint64_t)V);
+    double t[5];
+    for (int k = 0; k < 5; k++) {
+        for (long i = n_prefix; i < n_prefix + 16; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            a[i] = (int32_t)((x >> 33) % (uint64_t)V);
+        }
+        t[k] = ttft_one(S, a, n_prefix + 16, &out->cached_tokens);
+        if (t[k] < 0) break;
     }
-    out->cached_s = ttft_one(S, a, n_prefix + 16, &out->cached_tokens);
+    qsort(t, 5, sizeof *t, cmp_double);
+    out->cached_s = t[0] < 0 ? -1 : t[2];
     llms_scheduler_destroy(S);
     llms_cache_destroy(C);
     free(a);

@@ -292,6 +292,18 @@ static void test_vec_ops(void **state) {
             r->scores16(q, kt, D, 0.125f, ref);
             o->scores16(q, kt, D, 0.125f, got);
             for (int p = 0; p < VEC_BLOCK; p++) assert_true(fabsf(got[p] - ref[p]) <= 1e-6f * (float)D);
+            /* Several queries at once: each exactly its single-query result. */
+            for (int nq = 1; nq <= 11; nq += 2) {
+                float many[11 * VEC_BLOCK], one[VEC_BLOCK];
+                float *qs = xaligned((size_t)nq * (size_t)D * sizeof(float));
+                for (int i = 0; i < nq * D; i++) qs[i] = frand();
+                o->scores16n(qs, nq, kt, D, 0.25f, many);
+                for (int i = 0; i < nq; i++) {
+                    o->scores16(qs + (size_t)i * D, kt, D, 0.25f, one);
+                    assert_memory_equal(one, many + i * VEC_BLOCK, sizeof one);
+                }
+                free(qs);
+            }
             for (int n = 1; n <= 16; n += 5) {
                 for (int d = 0; d < D; d++) acc_ref[d] = acc[d] = q[d];
                 r->axpys(acc_ref, k, stride, w, n, D);

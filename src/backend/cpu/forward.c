@@ -43,7 +43,7 @@ typedef struct attn_job {
 } attn_job;
 
 /* Query heads per attention task at most (state on the stack: acc[G][D]). */
-#define ATTN_MAX_GROUP 8
+#define ATTN_MAX_GROUP VEC_MAX_Q
 
 /* One token and a group of query heads that share a KV head (GQA): online
  * softmax over the sequence's positions 0..pos, streaming K/V block by
@@ -65,7 +65,7 @@ static void attn_task(void *arg, int64_t idx, int64_t n) {
     const float scale = 1.0f / sqrtf((float)D);
     const vec_ops *vo = vec_best();
     float mx[ATTN_MAX_GROUP], sum[ATTN_MAX_GROUP];
-    float acc[4096], sc[KV_BLOCK_TOKENS];
+    float acc[4096], scg[ATTN_MAX_GROUP * KV_BLOCK_TOKENS];
     _Static_assert(KV_BLOCK_TOKENS == VEC_BLOCK, "one score vector per KV block");
     for (uint32_t g = 0; g < G; g++) {
         mx[g] = -INFINITY;
@@ -80,10 +80,10 @@ static void attn_task(void *arg, int64_t idx, int64_t n) {
         if (cnt > pos + 1 - p0) cnt = pos + 1 - p0;
         const float *kt = kv_k_block(kv, s, j->layer, p0) + (size_t)kvh * D * KV_BLOCK_TOKENS;
         const float *v = kv_v(kv, s, j->layer, p0) + (size_t)kvh * D;
+        /* The group's scores; positions >= cnt are ignored. */
+        vo->scores16n(j->q + ((size_t)t * H + h0) * D, (int)G, kt, (int)D, scale, scg);
         for (uint32_t g = 0; g < G; g++) {
-            const float *q = j->q + ((size_t)t * H + h0 + g) * D;
-            float *ag = acc + (size_t)g * D;
-            vo->scores16(q, kt, (int)D, scale, sc);   /* positions >= cnt: ignored */
+            float *ag = acc + (size_t)g * D, *sc = scg + g * KV_BLOCK_TOKENS;
             float bm = -INFINITY;
             for (uint32_t i = 0; i < cnt; i++)
                 if (sc[i] > bm) bm = sc[i];

@@ -15,6 +15,10 @@ static void scores16_c(const float *q, const float *kt, int D, float scale, floa
     for (int p = 0; p < VEC_BLOCK; p++) out[p] = s[p] * scale;
 }
 
+static void scores16n_c(const float *q, int nq, const float *kt, int D, float scale, float *out) {
+    for (int i = 0; i < nq; i++) scores16_c(q + (size_t)i * D, kt, D, scale, out + i * VEC_BLOCK);
+}
+
 static float exp16_c(float *s, int n, float m) {
     float sum = 0;
     for (int i = 0; i < n; i++) sum += s[i] = expf(s[i] - m);
@@ -49,18 +53,42 @@ __attribute__((target("avx512f"))) static inline __m512 exp_512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-/* Four independent FMA chains: one chain is bound by the FMA latency. */
+/* nq queries against one block of keys: one FMA chain per query, each key
+ * row loaded once. A single query's chain is bound by the FMA latency,
+ * which is why attention passes all the heads that share a KV head. */
+__attribute__((target("avx512f"), always_inline)) static inline void scores_nq_512(const float *q, const float *kt,
+                                                                                  int D, float scale, float *out,
+                                                                                  const int NQ) {
+    __m512 s[VEC_MAX_Q];
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++) s[i] = _mm512_setzero_ps();
+    for (int d = 0; d < D; d++) {
+        const __m512 k = _mm512_loadu_ps(kt + d * VEC_BLOCK);
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * D + d]), k, s[i]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++) _mm512_storeu_ps(out + i * VEC_BLOCK, _mm512_mul_ps(s[i], _mm512_set1_ps(scale)));
+}
+
 __attribute__((target("avx512f"))) static void scores16_512(const float *q, const float *kt, int D, float scale,
                                                             float *out) {
-    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    int d = 0;
-    for (; d + 4 <= D; d += 4)
-        #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++)
-            s[c] = _mm512_fmadd_ps(_mm512_set1_ps(q[d + c]), _mm512_loadu_ps(kt + (d + c) * VEC_BLOCK), s[c]);
-    for (; d < D; d++) s[0] = _mm512_fmadd_ps(_mm512_set1_ps(q[d]), _mm512_loadu_ps(kt + d * VEC_BLOCK), s[0]);
-    const __m512 t = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
-    _mm512_storeu_ps(out, _mm512_mul_ps(t, _mm512_set1_ps(scale)));
+    scores_nq_512(q, kt, D, scale, out, 1);
+}
+
+__attribute__((target("avx512f"))) static void scores16n_512(const float *q, int nq, const float *kt, int D,
+                                                             float scale, float *out) {
+    for (; nq >= 8; nq -= 8, q += (size_t)8 * D, out += 8 * VEC_BLOCK) scores_nq_512(q, kt, D, scale, out, 8);
+    switch (nq) {
+    case 7: scores_nq_512(q, kt, D, scale, out, 7); break;
+    case 6: scores_nq_512(q, kt, D, scale, out, 6); break;
+    case 5: scores_nq_512(q, kt, D, scale, out, 5); break;
+    case 4: scores_nq_512(q, kt, D, scale, out, 4); break;
+    case 3: scores_nq_512(q, kt, D, scale, out, 3); break;
+    case 2: scores_nq_512(q, kt, D, scale, out, 2); break;
+    case 1: scores_nq_512(q, kt, D, scale, out, 1); break;
+    default: break;
+    }
 }
 
 __attribute__((target("avx512f"))) static float exp16_512(float *s, int n, float m) {
@@ -140,6 +168,11 @@ __attribute__((target("avx2,fma"))) static void scores16_256(const float *q, con
     _mm256_storeu_ps(out + 8, _mm256_mul_ps(b, _mm256_set1_ps(scale)));
 }
 
+__attribute__((target("avx2,fma"))) static void scores16n_256(const float *q, int nq, const float *kt, int D,
+                                                              float scale, float *out) {
+    for (int i = 0; i < nq; i++) scores16_256(q + (size_t)i * D, kt, D, scale, out + i * VEC_BLOCK);
+}
+
 __attribute__((target("avx2,fma"))) static float exp16_256(float *s, int n, float m) {
     float buf[VEC_BLOCK];
     for (int i = 0; i < VEC_BLOCK; i++) buf[i] = i < n ? s[i] - m : -100.0f;
@@ -174,17 +207,17 @@ static int g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_ops(void) {
-    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, exp16_c, axpys_c};
+    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, scores16n_c, exp16_c, axpys_c};
     g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = g_ops[VEC_ISA_SCALAR];
     g_best = VEC_ISA_SCALAR;
 #if HAVE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, exp16_256, axpys_256};
+        g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, scores16n_256, exp16_256, axpys_256};
         g_best = VEC_ISA_AVX2;
     }
     if (__builtin_cpu_supports("avx512f")) {
-        g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_512, exp16_512, axpys_512};
+        g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_512, scores16n_512, exp16_512, axpys_512};
         g_best = VEC_ISA_AVX512;
     }
 #endif

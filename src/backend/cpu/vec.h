@@ -9,11 +9,17 @@
 
 /* Positions per K block (KV_BLOCK_TOKENS): one 512-bit vector of scores. */
 #define VEC_BLOCK 16
+#define VEC_MAX_Q 8
 
 typedef struct vec_ops {
     /* out[p] = scale * sum_d q[d] * kt[d * VEC_BLOCK + p] for p < VEC_BLOCK:
      * the scores of one block of keys stored transposed ([D][16]). */
     void (*scores16)(const float *q, const float *kt, int D, float scale, float *out);
+    /* The same for nq (<= VEC_MAX_Q) queries q + i*D at once, into
+     * out + i*VEC_BLOCK: each key row is loaded once for all of them (the
+     * query heads that share a KV head), and their sums are independent
+     * chains. Each query's result equals scores16's for it. */
+    void (*scores16n)(const float *q, int nq, const float *kt, int D, float scale, float *out);
     /* s[i] = exp(s[i] - m) for i < n (n <= VEC_BLOCK, every s[i] <= m);
      * returns their sum. Relative error of each exp under 2e-7. */
     float (*exp16)(float *s, int n, float m);
