@@ -214,7 +214,7 @@ static void test_qpack(void **state) {
     assert_false(qpack_supported(LLMS_TYPE_Q4_0, 48));
     const int64_t Ks[2][3] = {{32, 96, 2048}, {256, 512, 2048}};  /* Q4_K: whole super-blocks */
     const int64_t Rs[] = {1, 16, 37};
-    const int64_t Ns[] = {1, 3, 8, 13};
+    const int64_t Ns[] = {1, 3, 8, 13, 21};  /* 21: a full 16-token pass and a partial one */
     const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0, LLMS_TYPE_Q4_K, LLMS_TYPE_Q6_K};
     for (size_t c = 0; c < 4 * 3 * 3; c++) {
             const uint32_t T = types[c / 9];
@@ -225,7 +225,7 @@ static void test_qpack(void **state) {
             quant_dot_fn ref = quant_vec_dot_get(T, QUANT_ISA_SCALAR);
             const uint64_t rb = type_row_bytes(type_get(T), (uint64_t)K);
             uint8_t *w = xaligned(rb * (uint64_t)R);
-            float *x = xaligned((size_t)K * 13 * sizeof(float));
+            float *x = xaligned((size_t)K * 21 * sizeof(float));
             for (int64_t r = 0; r < R; r++) {
                 for (int64_t i = 0; i < K; i++) x[i] = frand() * (1.0f + (float)(r % 5));
                 quant_quantize_row(T, x, w + r * rb, K);
@@ -233,10 +233,10 @@ static void test_qpack(void **state) {
             uint8_t *pk = xaligned(qpack_bytes(T, R, K));
             const int64_t n_tiles = (R + QPACK_ROWS - 1) / QPACK_ROWS;
             qpack_pack(T, w, rb, R, K, 0, n_tiles, pk);
-            for (int64_t i = 0; i < K * 13; i++) x[i] = frand() * 3.0f;
+            for (int64_t i = 0; i < K * 21; i++) x[i] = frand() * 3.0f;
             uint8_t *act = xaligned((size_t)(K / 32) * 34 + (size_t)(K / 256) * 292);
             float *alone = xaligned((size_t)13 * (size_t)ldy * sizeof(float));
-            for (size_t ni = 0; ni < 4; ni++) {
+            for (size_t ni = 0; ni < 5; ni++) {
                 const int64_t n = Ns[ni];
                 qpack_act a;
                 void *abuf = xaligned(qpack_act_bytes(n, K));
@@ -332,6 +332,9 @@ static void test_vec_ops(void **state) {
                     fail_msg("exp16 isa %d: exp(%g) = %.9g, libm %.9g", isa, keep[i] - m, s[i], want);
             }
             assert_true(fabsf(sum - want_sum) <= 1e-6f * want_sum);
+            float mx = keep[0];
+            for (int i = 1; i < n; i++) mx = keep[i] > mx ? keep[i] : mx;
+            assert_true(o->max16(keep, n) == mx);
         }
     }
     free(q); free(k); free(kt); free(acc_ref); free(acc);

@@ -228,6 +228,11 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
 /* Tokens per pass over a tile: NT float accumulators plus the 8 unpacked
  * weight vectors stay in the 32 vector registers. */
 #define QPACK_MAX_TOKENS 8
+/* Q4_0 / Q8_0 tiles take up to 16 tokens per pass (16 accumulators plus
+ * the 8 weight vectors still fit the 32 registers): a short prompt tail
+ * then streams each tile from memory once, with twice the work to hide
+ * the stream behind. */
+#define QPACK_MAX_TOKENS_Q 16
 /* Read-ahead of the tile stream for decode (one pass per tile). */
 #ifndef QPACK_HINT
 #define QPACK_HINT _MM_HINT_T1
@@ -264,8 +269,8 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
     const size_t bb = Q4 ? 256 : 512;
     const uint16_t *sc = (const uint16_t *)(tile + (size_t)nb * bb);
     const int64_t K = a->K;
-    __m512 f[QPACK_MAX_TOKENS];
-#pragma GCC unroll 8
+    __m512 f[QPACK_MAX_TOKENS_Q];
+#pragma GCC unroll 16
     for (int t = 0; t < NT; t++) f[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *v = tile + (size_t)b * bb;
@@ -286,7 +291,7 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + b * QPACK_ROWS)));
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
             const int8_t *q = a->q + (t0 + t) * K + b * 32;
             const __m512i acc = dot32(w, q, _mm512_set1_epi32(a->corr[(t0 + t) * nb + b]));
@@ -294,7 +299,7 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
                                    f[t]);
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy, mask, f[t]);
 }
 
@@ -433,7 +438,7 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
 }
 
 #define TILE_CASES(Q4)                                                                                  \
-    switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {                              \
+    switch (a->n - t0 < QPACK_MAX_TOKENS_Q ? a->n - t0 : QPACK_MAX_TOKENS_Q) {                          \
     case 1: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 1); break;                                      \
     case 2: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 2); break;                                      \
     case 3: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 3); break;                                      \
@@ -441,7 +446,15 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
     case 5: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 5); break;                                      \
     case 6: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 6); break;                                      \
     case 7: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 7); break;                                      \
-    default: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 8); break;                                     \
+    case 8: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 8); break;                                      \
+    case 9: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 9); break;                                      \
+    case 10: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 10); break;                                    \
+    case 11: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 11); break;                                    \
+    case 12: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 12); break;                                    \
+    case 13: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 13); break;                                    \
+    case 14: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 14); break;                                    \
+    case 15: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 15); break;                                    \
+    default: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 16); break;                                    \
     }
 
 static QPACK_TARGET void matmul_tiles(uint32_t wtype, const uint8_t *packed, int64_t rows, int64_t K,
@@ -454,7 +467,8 @@ static QPACK_TARGET void matmul_tiles(uint32_t wtype, const uint8_t *packed, int
         const int64_t nr = rows - r0 < QPACK_ROWS ? rows - r0 : QPACK_ROWS;
         const __mmask16 mask = (__mmask16)((1u << nr) - 1);
         float *yt = y + r0;
-        for (int64_t t0 = 0; t0 < a->n; t0 += QPACK_MAX_TOKENS) {
+        const int64_t step = wtype == LLMS_TYPE_Q4_K || wtype == LLMS_TYPE_Q6_K ? QPACK_MAX_TOKENS : QPACK_MAX_TOKENS_Q;
+        for (int64_t t0 = 0; t0 < a->n; t0 += step) {
             if (wtype == LLMS_TYPE_Q6_K) {
                 const int64_t ns = K / 256;
                 switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {

@@ -84,9 +84,7 @@ static void attn_task(void *arg, int64_t idx, int64_t n) {
         vo->scores16n(j->q + ((size_t)t * H + h0) * D, (int)G, kt, (int)D, scale, scg);
         for (uint32_t g = 0; g < G; g++) {
             float *ag = acc + (size_t)g * D, *sc = scg + g * KV_BLOCK_TOKENS;
-            float bm = -INFINITY;
-            for (uint32_t i = 0; i < cnt; i++)
-                if (sc[i] > bm) bm = sc[i];
+            const float bm = vo->max16(sc, (int)cnt);
             if (bm > mx[g]) {
                 float corr = expf(mx[g] - bm);
                 sum[g] *= corr;

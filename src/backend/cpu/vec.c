@@ -19,6 +19,12 @@ static void scores16n_c(const float *q, int nq, const float *kt, int D, float sc
     for (int i = 0; i < nq; i++) scores16_c(q + (size_t)i * D, kt, D, scale, out + i * VEC_BLOCK);
 }
 
+static float max16_c(const float *s, int n) {
+    float m = s[0];
+    for (int i = 1; i < n; i++) m = s[i] > m ? s[i] : m;
+    return m;
+}
+
 static float exp16_c(float *s, int n, float m) {
     float sum = 0;
     for (int i = 0; i < n; i++) sum += s[i] = expf(s[i] - m);
@@ -89,6 +95,11 @@ __attribute__((target("avx512f"))) static void scores16n_512(const float *q, int
     case 1: scores_nq_512(q, kt, D, scale, out, 1); break;
     default: break;
     }
+}
+
+__attribute__((target("avx512f"))) static float max16_512(const float *s, int n) {
+    const __mmask16 k = (__mmask16)((1u << n) - 1);
+    return _mm512_mask_reduce_max_ps(k, _mm512_maskz_loadu_ps(k, s));
 }
 
 __attribute__((target("avx512f"))) static float exp16_512(float *s, int n, float m) {
@@ -207,17 +218,17 @@ static int g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_ops(void) {
-    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, scores16n_c, exp16_c, axpys_c};
+    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, scores16n_c, exp16_c, max16_c, axpys_c};
     g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = g_ops[VEC_ISA_SCALAR];
     g_best = VEC_ISA_SCALAR;
 #if HAVE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, scores16n_256, exp16_256, axpys_256};
+        g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, scores16n_256, exp16_256, max16_c, axpys_256};
         g_best = VEC_ISA_AVX2;
     }
     if (__builtin_cpu_supports("avx512f")) {
-        g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_512, scores16n_512, exp16_512, axpys_512};
+        g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_512, scores16n_512, exp16_512, max16_512, axpys_512};
         g_best = VEC_ISA_AVX512;
     }
 #endif

@@ -23,6 +23,8 @@ typedef struct vec_ops {
     /* s[i] = exp(s[i] - m) for i < n (n <= VEC_BLOCK, every s[i] <= m);
      * returns their sum. Relative error of each exp under 2e-7. */
     float (*exp16)(float *s, int n, float m);
+    /* max of s[0..n) (1 <= n <= VEC_BLOCK) */
+    float (*max16)(const float *s, int n);
     /* acc += sum_i w[i] * (v + i*stride), over D */
     void (*axpys)(float *acc, const float *v, size_t stride, const float *w, int n, int D);
 } vec_ops;
