@@ -457,6 +457,19 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
     default: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 16); break;                                    \
     }
 
+/* The K-quant kernels, NT a constant per case, 8 tokens at most. */
+#define K_TILE_CASES(fn)                                                                                \
+    switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {                              \
+    case 1: fn(tile, K / 256, a, t0, yt, ldy, mask, 1); break;                                          \
+    case 2: fn(tile, K / 256, a, t0, yt, ldy, mask, 2); break;                                          \
+    case 3: fn(tile, K / 256, a, t0, yt, ldy, mask, 3); break;                                          \
+    case 4: fn(tile, K / 256, a, t0, yt, ldy, mask, 4); break;                                          \
+    case 5: fn(tile, K / 256, a, t0, yt, ldy, mask, 5); break;                                          \
+    case 6: fn(tile, K / 256, a, t0, yt, ldy, mask, 6); break;                                          \
+    case 7: fn(tile, K / 256, a, t0, yt, ldy, mask, 7); break;                                          \
+    default: fn(tile, K / 256, a, t0, yt, ldy, mask, 8); break;                                         \
+    }
+
 static QPACK_TARGET void matmul_tiles(uint32_t wtype, const uint8_t *packed, int64_t rows, int64_t K,
                                       int64_t tile0, int64_t tile1, const qpack_act *a, float *y, int64_t ldy) {
     const int64_t nb = K / 32;
@@ -470,29 +483,9 @@ static QPACK_TARGET void matmul_tiles(uint32_t wtype, const uint8_t *packed, int
         const int64_t step = wtype == LLMS_TYPE_Q4_K || wtype == LLMS_TYPE_Q6_K ? QPACK_MAX_TOKENS : QPACK_MAX_TOKENS_Q;
         for (int64_t t0 = 0; t0 < a->n; t0 += step) {
             if (wtype == LLMS_TYPE_Q6_K) {
-                const int64_t ns = K / 256;
-                switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {
-                case 1: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 1); break;
-                case 2: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 2); break;
-                case 3: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 3); break;
-                case 4: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 4); break;
-                case 5: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 5); break;
-                case 6: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 6); break;
-                case 7: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 7); break;
-                default: tile_k6_nt(tile, ns, a, t0, yt, ldy, mask, 8); break;
-                }
+                K_TILE_CASES(tile_k6_nt)
             } else if (wtype == LLMS_TYPE_Q4_K) {
-                const int64_t ns = K / 256;
-                switch (a->n - t0 < QPACK_MAX_TOKENS ? a->n - t0 : QPACK_MAX_TOKENS) {
-                case 1: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 1); break;
-                case 2: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 2); break;
-                case 3: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 3); break;
-                case 4: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 4); break;
-                case 5: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 5); break;
-                case 6: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 6); break;
-                case 7: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 7); break;
-                default: tile_k4_nt(tile, ns, a, t0, yt, ldy, mask, 8); break;
-                }
+                K_TILE_CASES(tile_k4_nt)
             } else if (wtype == LLMS_TYPE_Q4_0) {
                 TILE_CASES(1)
             } else {
