@@ -2,8 +2,10 @@
  * Load-time repacking of weight matrices for the CPU kernels. The GGUF
  * data stays as it is (mmapped; the Vulkan backend, the embedding lookup
  * and the tools read it); the packed copy costs the matrices' size again in
- * anonymous memory, while the file pages behind them go cold and can be
- * dropped by the OS.
+ * anonymous memory. For Q4_0 and Q8_0 the file pages behind it go cold and
+ * the OS can drop them; single-token decode of the K-quants still reads
+ * the GGUF data (see use_packed in matmul.c), so for those both copies stay
+ * in use.
  */
 #include <stdlib.h>
 
@@ -49,7 +51,7 @@ static weight *matrix_at(llms_model *m, int64_t i) {
 }
 
 llms_status cpu_pack_weights(llms_model *m) {
-    /* For side-by-side measurements (bench/README in README.md): the
+    /* For side-by-side measurements (README, "CPU performance"): the
      * environment variable turns repacking off, leaving the kernels that
      * read the GGUF layout. */
     if (getenv("LLMS_CPU_NO_REPACK")) return LLMS_OK;
