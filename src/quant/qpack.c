@@ -233,13 +233,23 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
  * then streams each tile from memory once, with twice the work to hide
  * the stream behind. */
 #define QPACK_MAX_TOKENS_Q 16
-/* Read-ahead of the tile stream for decode (one pass per tile). */
-#ifndef QPACK_HINT
+/* Read-ahead of the tile stream, to L2 (measured side by side: +10%
+ * decode over 2 KiB to L1). */
 #define QPACK_HINT _MM_HINT_T1
-#endif
-#ifndef QPACK_PREFETCH
 #define QPACK_PREFETCH 8192
-#endif
+
+/* The 8 weight vectors of a 32-column block stored as 4 vectors of nibble
+ * pairs (Q4_0, Q4_K, the low bits of Q6_K), prefetching ahead as it goes. */
+static inline __attribute__((always_inline)) QPACK_TARGET void unpack_nibbles(const uint8_t *v, __m512i w[8]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
+        const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
+        w[2 * i] = _mm512_and_si512(p, m4);
+        w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+    }
+}
 
 /* init + sum over j of w[j] . broadcast(q[4j..4j+3]) (16 rows x 32 columns) in
  * four independent chains: one chain of 8 vpdpbusd is latency-bound
@@ -265,7 +275,6 @@ static inline __attribute__((always_inline)) QPACK_TARGET __m512i dot32(const __
 static inline __attribute__((always_inline)) QPACK_TARGET void
 tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *y, int64_t ldy, __mmask16 mask,
         const int Q4, const int NT) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     const size_t bb = Q4 ? 256 : 512;
     const uint16_t *sc = (const uint16_t *)(tile + (size_t)nb * bb);
     const int64_t K = a->K;
@@ -276,13 +285,7 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
         const uint8_t *v = tile + (size_t)b * bb;
         __m512i w[8];
         if (Q4) {
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
-                const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
-                w[2 * i] = _mm512_and_si512(p, m4);
-                w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
-            }
+            unpack_nibbles(v, w);
         } else {
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) {
@@ -309,7 +312,6 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
 static inline __attribute__((always_inline)) QPACK_TARGET void
 tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, float *y, int64_t ldy, __mmask16 mask,
            const int NT) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     const int64_t K = a->K, nb = K / 32;
     __m512 f[QPACK_MAX_TOKENS];
 #pragma GCC unroll 8
@@ -320,15 +322,8 @@ tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) isum[t] = _mm512_setzero_si512();
         for (int j = 0; j < 8; j++) {
-            const uint8_t *v = sb + 256 * j;
             __m512i w[8];
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
-                const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
-                w[2 * i] = _mm512_and_si512(p, m4);
-                w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
-            }
+            unpack_nibbles(sb + 256 * j, w);
             const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + K4_NIB + 16 * j)));
 #pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
@@ -365,7 +360,7 @@ tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
 static inline __attribute__((always_inline)) QPACK_TARGET void
 tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, float *y, int64_t ldy, __mmask16 mask,
            const int NT) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
     const int64_t K = a->K, nb = K / 32, ng = K / 16;
     __m512 f[QPACK_MAX_TOKENS];
 #pragma GCC unroll 8
@@ -377,17 +372,12 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
         for (int t = 0; t < NT; t++) isum[t] = _mm512_setzero_si512();
         for (int b = 0; b < 8; b++) {
             const uint8_t *v = sb + K6_BLOCK * b;
-#pragma GCC unroll 6
-            for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
+            _mm_prefetch((const char *)(v + QPACK_PREFETCH + 256), QPACK_HINT);
+            _mm_prefetch((const char *)(v + QPACK_PREFETCH + 320), QPACK_HINT);
             const __m512i h0 = _mm512_loadu_si512((const void *)(v + 256));
             const __m512i h1 = _mm512_loadu_si512((const void *)(v + 320));
             __m512i w[8];
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
-                w[2 * i] = _mm512_and_si512(p, m4);
-                w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
-            }
+            unpack_nibbles(v, w);
             /* High bits of vector j = 4h + m: bits 2m..2m+1 of h_h, moved
              * to bits 4..5 (16-bit shifts; the 0x30 mask keeps each byte's
              * own bits). */
