@@ -346,7 +346,27 @@ static void test_matmul_tiled(void **state) {
     } else {
         print_message("%s\n", g_dev->coopmat_note);
     }
+    /* vk_op_matmul really dispatches the selected shader: a made-up name
+     * there must fail (nothing is recorded for it). */
+    const char *shader = g_dev->coopmat_shader;
+    g_dev->coopmat = 1;
+    g_dev->coopmat_shader = "no_such_shader";
+    float one = 1;
+    vk_buf bw = make_buf(&one, 4), bx = make_buf(&one, 4), by = make_buf(NULL, 4);
+    vk_mat m = {&bw, 0, LLMS_TYPE_F32, 1, 1, 4};
+    assert_int_equal(vk_begin(g_dev), LLMS_OK);
+    assert_int_equal(vk_op_matmul(g_dev, &m, &bx, 1, 1, &by, 1), LLMS_ERR_INTERNAL);
+    assert_non_null(strstr(llms_errmsg(), "no_such_shader"));
+    g_dev->coopmat = 0;
+    assert_int_equal(vk_op_matmul(g_dev, &m, &bx, 1, 1, &by, 1), LLMS_OK);
+    assert_int_equal(vk_submit(g_dev), LLMS_OK);
+    assert_true(((const float *)by.map)[0] == 1.0f);
+    vk_buf_destroy(g_dev, &bw);
+    vk_buf_destroy(g_dev, &bx);
+    vk_buf_destroy(g_dev, &by);
+    g_dev->coopmat_shader = shader;
     g_dev->coopmat = cm;
+    check_validation();
 }
 
 /* ---- cooperative matrices ------------------------------------------------ */
