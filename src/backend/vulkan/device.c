@@ -408,9 +408,8 @@ llms_status vk_dev_create(vk_inst *vi, uint32_t index, uint64_t budget, vk_dev *
     d->subgroup_arith = !(desc.missing & VK_OPT_SUBGROUP_ARITH);
     /* Cooperative matrices: enabled at creation only where they will be
      * tried (the self-check at the end decides whether they are used). */
-    int cm_force, cm_corrupt;
-    vk_debug_coopmat_get(&cm_force, &cm_corrupt);
-    (void)cm_corrupt;
+    int cm_force;
+    vk_debug_coopmat_get(&cm_force, NULL);
     const char *cm_lack = (desc.missing & VK_OPT_COOPMAT) ? vk_coopmat_lack(vi, d->phys) : NULL;
     if ((desc.missing & VK_OPT_COOPMAT) && !cm_lack) cm_lack = "masked by a test hook";
     const int cm_env_off = vk_env_flag("LLMS_VK_NO_COOPMAT");
