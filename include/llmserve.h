@@ -1021,7 +1021,11 @@ enum {
     LLMS_DEVICE_FEATURE_INT8 = 1u << 1,            /* int8 arithmetic in shaders */
     LLMS_DEVICE_FEATURE_STORAGE_16BIT = 1u << 2,   /* 16-bit storage buffers */
     LLMS_DEVICE_FEATURE_STORAGE_8BIT = 1u << 3,    /* 8-bit storage buffers */
-    LLMS_DEVICE_FEATURE_SUBGROUP_ARITH = 1u << 4   /* subgroup arithmetic in compute */
+    LLMS_DEVICE_FEATURE_SUBGROUP_ARITH = 1u << 4,  /* subgroup arithmetic in compute */
+    /* cooperative matrices (VK_NV_cooperative_matrix, 16x16x16 f16 with f32
+     * sums) that the prefill matmul can use; whether a context uses them is
+     * decided by a self-check at context creation (see its log). Since: 0.2. */
+    LLMS_DEVICE_FEATURE_COOPMAT = 1u << 5
 };
 
 /* One Vulkan device (an output struct: set struct_size, or call

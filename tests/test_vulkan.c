@@ -13,7 +13,8 @@
  * may fuse multiply-adds):
  *   matrix products: |y - ref| <= 1e-4 * sum_c |w_c x_c| + 1e-5, against a
  *     double-precision dot of the CPU's own dequantized weights (the shader's
- *     dequantization is then exact up to that rounding);
+ *     dequantization is then exact up to that rounding); the
+ *     cooperative-matrix matmul (f16 inputs) VK_COOPMAT_REL instead of 1e-4;
  *   rmsnorm, rope, swiglu, add: 1e-5 relative + 1e-6 absolute;
  *   softmax: 1e-5 relative + 1e-7 absolute;
  *   attention: 1e-4 relative + 1e-5 absolute against a double softmax.
@@ -37,6 +38,7 @@
 #include "backend/backend.h"
 #include "backend/vulkan/kv_resident.h"
 #include "backend/vulkan/ops.h"
+#include "backend/vulkan/shaders.h"
 #include "backend/vulkan/vk.h"
 #include "backend/vulkan/vk_ctx.h"
 #include "model/model.h"
@@ -255,6 +257,9 @@ static uint8_t *make_weights(uint32_t type, uint32_t rows, uint32_t cols, uint32
     return w;
 }
 
+/* The matrix products' relative tolerance (see the top). */
+static double g_mat_rel = 1e-4;
+
 static void check_matrix(int tiled) {
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
         uint32_t type = k_types[ti];
@@ -292,7 +297,7 @@ static void check_matrix(int tiled) {
                         mag += fabs(p);
                     }
                     double err = fabs(y[(size_t)t * y_stride + r] - ref);
-                    if (!(err <= 1e-4 * mag + 1e-5))
+                    if (!(err <= g_mat_rel * mag + 1e-5))
                         fail_msg("%s type %u rows %u cols %u n_tok %u: y[%u][%u] = %.7g, want %.7g",
                                  tiled ? "matmul" : "matvec", type, rows, cols, n_tok, t, r,
                                  y[(size_t)t * y_stride + r], ref);
@@ -325,10 +330,168 @@ static void test_matvec(void **state) {
     g_dev->subgroup_arith = sg;
 }
 
+/* The portable tiles always, and the cooperative-matrix ones where the
+ * device passed the self-check (never on lavapipe). */
 static void test_matmul_tiled(void **state) {
     (void)state;
     need_device();
+    const int cm = g_dev->coopmat;
+    g_dev->coopmat = 0;
     check_matrix(1);
+    if (cm) {
+        g_dev->coopmat = 1;
+        g_mat_rel = VK_COOPMAT_REL;
+        check_matrix(1);
+        g_mat_rel = 1e-4;
+    } else {
+        print_message("%s\n", g_dev->coopmat_note);
+    }
+    /* vk_op_matmul really dispatches the selected shader: a made-up name
+     * there must fail (nothing is recorded for it). */
+    const char *shader = g_dev->coopmat_shader;
+    g_dev->coopmat = 1;
+    g_dev->coopmat_shader = "no_such_shader";
+    float one = 1;
+    vk_buf bw = make_buf(&one, 4), bx = make_buf(&one, 4), by = make_buf(NULL, 4);
+    vk_mat m = {&bw, 0, LLMS_TYPE_F32, 1, 1, 4};
+    assert_int_equal(vk_begin(g_dev), LLMS_OK);
+    assert_int_equal(vk_op_matmul(g_dev, &m, &bx, 1, 1, &by, 1), LLMS_ERR_INTERNAL);
+    assert_non_null(strstr(llms_errmsg(), "no_such_shader"));
+    g_dev->coopmat = 0;
+    assert_int_equal(vk_op_matmul(g_dev, &m, &bx, 1, 1, &by, 1), LLMS_OK);
+    assert_int_equal(vk_submit(g_dev), LLMS_OK);
+    assert_true(((const float *)by.map)[0] == 1.0f);
+    vk_buf_destroy(g_dev, &bw);
+    vk_buf_destroy(g_dev, &bx);
+    vk_buf_destroy(g_dev, &by);
+    g_dev->coopmat_shader = shader;
+    g_dev->coopmat = cm;
+    check_validation();
+}
+
+/* ---- cooperative matrices ------------------------------------------------ */
+
+/* SPIR-V words: OpCapability (opcode 17, 2 words) with CooperativeMatrixNV. */
+#define SPV_OP_CAPABILITY ((2u << 16) | 17u)
+#define SPV_CAP_COOPMAT_NV 5357u
+
+static const vk_shader_blob *blob(const char *name) {
+    for (unsigned i = 0; i < vk_shader_blob_count; i++)
+        if (!strcmp(vk_shader_blobs[i].name, name)) return &vk_shader_blobs[i];
+    return NULL;
+}
+
+static int declares_coopmat(const vk_shader_blob *b) {
+    size_t n = b->size / 4;
+    /* After the 5-word header, instructions by their word counts. */
+    for (size_t i = 5; i + 1 < n;) {
+        uint32_t wc = b->code[i] >> 16;
+        if (b->code[i] == SPV_OP_CAPABILITY && b->code[i + 1] == SPV_CAP_COOPMAT_NV) return 1;
+        if (wc == 0) return 0;
+        i += wc;
+    }
+    return 0;
+}
+
+/* matmul_coopmat.comp is embedded (spirv-val passed on it at build time)
+ * as SPIR-V 1.5 declaring cooperative matrices, which the portable
+ * modules must not. */
+static void test_coopmat_shader_embedded(void **state) {
+    (void)state;
+    const vk_shader_blob *cm = blob("matmul_coopmat"), *mm = blob("matmul");
+    assert_non_null(cm);
+    assert_non_null(mm);
+    assert_true(cm->size > 20 && cm->size % 4 == 0);
+    assert_int_equal(cm->code[0], 0x07230203u);   /* SPIR-V magic */
+    assert_int_equal(cm->code[1], 0x00010500u);   /* version 1.5 (Vulkan 1.2) */
+    assert_true(declares_coopmat(cm));
+    for (unsigned i = 0; i < vk_shader_blob_count; i++)
+        if (strcmp(vk_shader_blobs[i].name, "matmul_coopmat"))
+            if (declares_coopmat(&vk_shader_blobs[i]))
+                fail_msg("%s declares cooperative matrices", vk_shader_blobs[i].name);
+}
+
+/* The self-check's comparison: f16 rounding passes, a wrong element, a
+ * NaN or an infinity does not. */
+static void test_coopmat_compare(void **state) {
+    (void)state;
+    enum { T = 5, R = 7, K = 200 };
+    float w[R * K], x[T * K], exact[T * R], half[T * R];
+    double mag[T * R];
+    for (int i = 0; i < R * K; i++) w[i] = frand() * 3.0f;
+    for (int i = 0; i < T * K; i++) x[i] = frand();
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) {
+            double e = 0, m = 0;
+            float h = 0;   /* what the tensor cores do: f16 inputs, f32 sums */
+            for (int k = 0; k < K; k++) {
+                e += (double)w[r * K + k] * x[t * K + k];
+                m += fabs((double)w[r * K + k] * x[t * K + k]);
+                h += fp16_to_fp32(fp32_to_fp16(w[r * K + k])) * fp16_to_fp32(fp32_to_fp16(x[t * K + k]));
+            }
+            exact[t * R + r] = (float)e;
+            half[t * R + r] = h;
+            mag[t * R + r] = m;
+        }
+    char why[256];
+    assert_true(vk_matmul_compare(exact, exact, mag, T * R, VK_COOPMAT_REL, VK_COOPMAT_ABS, why, sizeof why));
+    /* f16 rounding of the inputs differs from f32 ... */
+    assert_false(vk_matmul_compare(half, exact, mag, T * R, 1e-6, 0, why, sizeof why));
+    /* ... within the self-check's tolerance */
+    if (!vk_matmul_compare(half, exact, mag, T * R, VK_COOPMAT_REL, VK_COOPMAT_ABS, why, sizeof why))
+        fail_msg("f16 rounding rejected: %s", why);
+    /* One element off by 2% of its scale: rejected, and named. */
+    float bad[T * R];
+    memcpy(bad, half, sizeof bad);
+    bad[3 * R + 4] += (float)(0.02 * mag[3 * R + 4]);
+    why[0] = 0;
+    assert_false(vk_matmul_compare(bad, exact, mag, T * R, VK_COOPMAT_REL, VK_COOPMAT_ABS, why, sizeof why));
+    assert_non_null(strstr(why, "element 25"));
+    memcpy(bad, half, sizeof bad);
+    bad[T * R - 1] = NAN;
+    assert_false(vk_matmul_compare(bad, exact, mag, T * R, VK_COOPMAT_REL, VK_COOPMAT_ABS, why, sizeof why));
+    bad[T * R - 1] = INFINITY;
+    assert_false(vk_matmul_compare(bad, exact, mag, T * R, VK_COOPMAT_REL, VK_COOPMAT_ABS, why, sizeof why));
+    /* A write into the stride's padding (scale 0) is caught too. */
+    float pad_want[2] = {0, 0}, pad_got[2] = {0, 0.001f};
+    double pad_mag[2] = {0, 0};
+    assert_false(vk_matmul_compare(pad_got, pad_want, pad_mag, 2, VK_COOPMAT_REL, VK_COOPMAT_ABS, why, sizeof why));
+}
+
+/* What the device reports and what the context uses agree: lavapipe (and
+ * any device lacking something) reports no cooperative matrices, runs the
+ * portable matmul and says why. */
+static void test_coopmat_detection(void **state) {
+    (void)state;
+    need_device();
+    vk_inst *vi = g_dev->vi;
+    uint32_t idx = UINT32_MAX;
+    for (uint32_t i = 0; i < vi->n_phys; i++)
+        if (vi->phys[i] == g_dev->phys) idx = i;
+    assert_true(idx != UINT32_MAX);
+    const char *lack = vk_coopmat_lack(vi, g_dev->phys);
+    vk_dev_desc dd;
+    vk_inst_desc(vi, idx, &dd);
+    assert_int_equal(!!(dd.missing & VK_OPT_COOPMAT), lack != NULL);
+    llms_device_info info;
+    llms_device_info_init(&info);
+    assert_int_equal(llms_device_get_info((int32_t)idx, &info), LLMS_OK);
+    assert_int_equal(!!(info.features & LLMS_DEVICE_FEATURE_COOPMAT), lack == NULL);
+    print_message("%s: %s\n", info.name, g_dev->coopmat_note);
+    if (strstr(info.name, "llvmpipe")) {
+        assert_non_null(lack);
+        assert_non_null(strstr(lack, "VK_NV_cooperative_matrix"));
+    }
+    if (lack) {
+        assert_int_equal(g_dev->coopmat, 0);
+        assert_int_equal(g_dev->coopmat_failed, 0);
+        assert_non_null(strstr(g_dev->coopmat_note, lack));
+    } else if (!vk_env_flag("LLMS_VK_NO_COOPMAT")) {
+        /* Available: used unless the self-check said no (then a warning). */
+        assert_int_equal(g_dev->coopmat, !g_dev->coopmat_failed);
+        assert_string_equal(g_dev->coopmat_shader, "matmul_coopmat");
+    }
+    check_validation();
 }
 
 /* ---- element-wise and row kernels ------------------------------------- */
@@ -1319,6 +1482,9 @@ int main(void) {
         cmocka_unit_test(test_memory_budget),
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_matmul_tiled),
+        cmocka_unit_test(test_coopmat_shader_embedded),
+        cmocka_unit_test(test_coopmat_compare),
+        cmocka_unit_test(test_coopmat_detection),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_swiglu_add),

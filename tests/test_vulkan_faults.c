@@ -206,6 +206,11 @@ static void test_select_policy(void **state) {
     /* a missing optional feature (subgroup arithmetic) does not count */
     vk_dev_desc opt[2] = {{INT, V12, 0}, {DIS, V12, VK_OPT_SUBGROUP_ARITH}};
     assert_int_equal(pick(opt, 2, 0), 1);
+    /* ... nor do cooperative matrices */
+    vk_dev_desc cm[2] = {{INT, V12, 0}, {DIS, V12, VK_OPT_COOPMAT | VK_OPT_SUBGROUP_ARITH}};
+    assert_int_equal(pick(cm, 2, 0), 1);
+    assert_int_equal(pick(cm, 2, 1), 1);
+    assert_non_null(strstr(vk_req_name(VK_OPT_COOPMAT), "cooperative matrices"));
     /* two of a kind: the driver's order */
     vk_dev_desc two[3] = {{INT, V12, 0}, {DIS, V12, 0}, {DIS, V12, 0}};
     assert_int_equal(pick(two, 3, 0), 1);
@@ -687,11 +692,137 @@ static void test_oom_during_pass(void **state) {
     check_validation();
 }
 
+/* ---- cooperative matrices ------------------------------------------------- */
+
+/* LLMS_VK_NO_COOPMAT and friends: '1' first means on, anything else off. */
+static void test_env_flag(void **state) {
+    (void)state;
+    static const struct { const char *v; int on; } cases[] = {
+        {"1", 1}, {"1 ", 1}, {"0", 0}, {"", 0}, {"yes", 0}, {"true", 0}, {" 1", 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        setenv("LLMS_VK_NO_COOPMAT", cases[k].v, 1);
+        if (vk_env_flag("LLMS_VK_NO_COOPMAT") != cases[k].on) fail_msg("'%s' read wrongly", cases[k].v);
+    }
+    unsetenv("LLMS_VK_NO_COOPMAT");
+    assert_int_equal(vk_env_flag("LLMS_VK_NO_COOPMAT"), 0);
+}
+
+/* A Vulkan context with the coopmat hooks set; its device. */
+static vk_dev *cm_ctx(llms_context **ctx, int force, int corrupt) {
+    vk_debug_coopmat(force, corrupt);
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.backend = LLMS_BACKEND_VULKAN;
+    cp.log_fn = on_log;
+    cp.log_level = LLMS_LOG_INFO;
+    g_log[0] = 0;
+    if (llms_context_create(&cp, ctx) != LLMS_OK) fail_msg("context: %s", llms_errmsg());
+    assert_int_equal(llms_context_backend(*ctx), LLMS_BACKEND_VULKAN);
+    return (*ctx)->vk;
+}
+
+/* lavapipe has no cooperative matrices, so a test hook sends the device
+ * down the coopmat path with matmul.comp standing in for
+ * matmul_coopmat.comp: the selection, the self-check, the fallback on a
+ * mismatch or an error, and the switch all run here as on a GPU. */
+static void test_coopmat_selection(void **state) {
+    (void)state;
+    need_device();
+    llms_context *ctx;
+    golden g = {0};
+    int have_golden = golden_load(&g);
+
+    /* Not forced: lavapipe lacks them, and says why. */
+    vk_dev *d = cm_ctx(&ctx, 0, 0);
+    if (vk_coopmat_lack(d->vi, d->phys)) {
+        assert_int_equal(d->coopmat, 0);
+        assert_non_null(strstr(d->coopmat_note, "no cooperative matrices"));
+    }
+    llms_context_destroy(ctx);
+
+    /* Forced, a correct candidate: the self-check passes and prefill runs
+     * through the selected shader, with the reference text. */
+    d = cm_ctx(&ctx, 1, 0);
+    if (!vk_coopmat_lack(d->vi, d->phys)) {
+        print_message("skipping the forced cases: this device has cooperative matrices\n");
+        llms_context_destroy(ctx);
+        if (have_golden) cJSON_Delete(g.root);
+        skip();
+    }
+    assert_int_equal(d->coopmat, 1);
+    assert_int_equal(d->coopmat_failed, 0);
+    assert_string_equal(d->coopmat_shader, "matmul");
+    assert_non_null(strstr(d->coopmat_note, "self-check passed"));
+    llms_context_destroy(ctx);
+    if (have_golden) reference_text(LLMS_BACKEND_VULKAN, &g);
+
+    /* A candidate that gets one element wrong: rejected, the portable
+     * matmul kept, and a warning through the log callback. */
+    char why[256];
+    d = cm_ctx(&ctx, 1, 1);
+    assert_int_equal(d->coopmat, 0);
+    assert_int_equal(d->coopmat_failed, 1);
+    assert_non_null(strstr(d->coopmat_note, "self-check failed"));
+    if (!strstr(g_log, "self-check failed") || !strstr(g_log, "differs")) fail_msg("log: '%s'", g_log);
+    assert_int_equal(vk_matmul_selfcheck(d, "matmul", 16, why, sizeof why), LLMS_ERR_BACKEND);
+    assert_non_null(strstr(why, "differs from matmul"));
+    vk_debug_coopmat(1, 0);
+    assert_int_equal(vk_matmul_selfcheck(d, "matmul", 16, why, sizeof why), LLMS_OK);
+    llms_context_destroy(ctx);
+    vk_debug_coopmat(1, 1);
+    if (have_golden) reference_text(LLMS_BACKEND_VULKAN, &g);   /* fell back: still the reference */
+
+    /* LLMS_VK_NO_COOPMAT=1: off without a self-check; other values: on. */
+    setenv("LLMS_VK_NO_COOPMAT", "1", 1);
+    d = cm_ctx(&ctx, 1, 1);   /* corrupt too: no self-check ran, so no failure */
+    assert_int_equal(d->coopmat, 0);
+    assert_int_equal(d->coopmat_failed, 0);
+    assert_non_null(strstr(d->coopmat_note, "LLMS_VK_NO_COOPMAT"));
+    llms_context_destroy(ctx);
+    setenv("LLMS_VK_NO_COOPMAT", "0", 1);
+    d = cm_ctx(&ctx, 1, 0);
+    assert_int_equal(d->coopmat, 1);
+    llms_context_destroy(ctx);
+    unsetenv("LLMS_VK_NO_COOPMAT");
+
+    /* Unforced, the selection hook's mask takes them away like a device
+     * that lacks them. */
+    vk_debug_select(-1, VK_OPT_COOPMAT, 0);
+    d = cm_ctx(&ctx, 0, 0);
+    assert_int_equal(d->coopmat, 0);
+    assert_non_null(strstr(d->coopmat_note, "no cooperative matrices"));
+    llms_context_destroy(ctx);
+    vk_debug_select(-1, 0, 0);
+
+    /* Any error during the self-check also keeps the portable matmul:
+     * out of device memory... */
+    d = cm_ctx(&ctx, 1, 0);
+    assert_int_equal(d->coopmat, 1);
+    vk_debug_inject(d, VK_FAULT_OOM, 0);
+    assert_int_equal(vk_coopmat_setup(d, NULL, 0), LLMS_OK);
+    assert_int_equal(d->coopmat, 0);
+    assert_int_equal(d->coopmat_failed, 1);
+    if (!strstr(d->coopmat_note, "out of device memory")) fail_msg("note: %s", d->coopmat_note);
+    vk_debug_inject(d, VK_FAULT_NONE, 0);
+    assert_int_equal(vk_coopmat_setup(d, NULL, 0), LLMS_OK);
+    assert_int_equal(d->coopmat, 1);
+    /* ... while a device lost on the way is an error (nothing is left). */
+    vk_debug_inject(d, VK_FAULT_DEVICE_LOST, 0);
+    assert_int_equal(vk_coopmat_setup(d, NULL, 0), LLMS_ERR_DEVICE_LOST);
+    assert_int_equal(d->coopmat, 0);
+    llms_context_destroy(ctx);
+    if (have_golden) cJSON_Delete(g.root);
+    vk_debug_coopmat(0, 0);
+    check_validation();
+}
+
 /* A failed test leaves no hook armed for the next. */
 static int reset_hooks(void **state) {
     (void)state;
     vk_debug_select(-1, 0, 0);
     unsetenv("LLMS_VK_NO_HOST_MAP");
+    vk_debug_coopmat(0, 0);
+    unsetenv("LLMS_VK_NO_COOPMAT");
     return 0;
 }
 
@@ -704,6 +835,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_auto_real_devices, reset_hooks),
         cmocka_unit_test_teardown(test_auto_gpu_branch, reset_hooks),
         cmocka_unit_test_teardown(test_missing_feature, reset_hooks),
+        cmocka_unit_test_teardown(test_env_flag, reset_hooks),
+        cmocka_unit_test_teardown(test_coopmat_selection, reset_hooks),
         cmocka_unit_test_teardown(test_model_without_shaders, reset_hooks),
         cmocka_unit_test_teardown(test_device_lost_mid_generation, reset_hooks),
         cmocka_unit_test_teardown(test_device_lost_scheduler, reset_hooks),

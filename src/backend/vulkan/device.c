@@ -237,6 +237,9 @@ llms_status vk_inst_create(const lalloc *a, vk_inst **out) {
 #define LOAD_I(n) vi->n = (PFN_##n)vi->gipa(vi->instance, #n); if (!vi->n) { st = err_set(LLMS_ERR_BACKEND, "Vulkan: no %s", #n); goto fail; }
     VK_INSTANCE_FNS(LOAD_I)
 #undef LOAD_I
+    /* Optional: present only where a driver has VK_NV_cooperative_matrix. */
+    vi->coopmat_props = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)vi->gipa(
+        vi->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
     if (want_val) {
         vi->create_messenger = (PFN_vkCreateDebugUtilsMessengerEXT)vi->gipa(vi->instance, "vkCreateDebugUtilsMessengerEXT");
         vi->destroy_messenger = (PFN_vkDestroyDebugUtilsMessengerEXT)vi->gipa(vi->instance, "vkDestroyDebugUtilsMessengerEXT");
@@ -325,6 +328,7 @@ void vk_inst_describe(vk_inst *vi, uint32_t index, llms_device_info *info) {
     if ((sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
         (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT))
         d.features |= LLMS_DEVICE_FEATURE_SUBGROUP_ARITH;
+    if (!vk_coopmat_lack(vi, pd)) d.features |= LLMS_DEVICE_FEATURE_COOPMAT;
     d.max_workgroup_size = p2.properties.limits.maxComputeWorkGroupInvocations;
     params_emit(info, &d, sizeof d);
 }
@@ -402,6 +406,22 @@ llms_status vk_dev_create(vk_inst *vi, uint32_t index, uint64_t budget, vk_dev *
         goto fail;
     }
     d->subgroup_arith = !(desc.missing & VK_OPT_SUBGROUP_ARITH);
+    /* Cooperative matrices: enabled at creation only where they will be
+     * tried (the self-check at the end decides whether they are used). */
+    int cm_force;
+    vk_debug_coopmat_get(&cm_force, NULL);
+    const char *cm_lack = (desc.missing & VK_OPT_COOPMAT) ? vk_coopmat_lack(vi, d->phys) : NULL;
+    if ((desc.missing & VK_OPT_COOPMAT) && !cm_lack) cm_lack = "masked by a test hook";
+    const int cm_env_off = vk_env_flag("LLMS_VK_NO_COOPMAT");
+    int cm_enable = !cm_lack && !cm_env_off;
+    d->coopmat_shader = "matmul_coopmat";
+    d->coopmat_tile = 64;
+    if (cm_force && cm_lack) {
+        /* Test hook: matmul.comp stands in, nothing is enabled. */
+        d->coopmat_shader = "matmul";
+        d->coopmat_tile = 16;
+        cm_lack = NULL;
+    }
 
     uint32_t nq = 0;
     vi->vkGetPhysicalDeviceQueueFamilyProperties(d->phys, &nq, NULL);
@@ -424,9 +444,32 @@ llms_status vk_dev_create(vk_inst *vi, uint32_t index, uint64_t budget, vk_dev *
     VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
                               .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &qci};
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV, .cooperativeMatrix = VK_TRUE};
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                                            .pNext = &cmf,
+                                            .shaderFloat16 = VK_TRUE,
+                                            .vulkanMemoryModel = VK_TRUE};
+    const char *cm_ext[1] = {VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME};
+    if (cm_enable) {
+        dci.pNext = &f12;
+        dci.enabledExtensionCount = 1;
+        dci.ppEnabledExtensionNames = cm_ext;
+    }
     int fail_create;
     vk_debug_selection(NULL, NULL, &fail_create);
     VkResult r = fail_create ? VK_ERROR_INITIALIZATION_FAILED : vi->vkCreateDevice(d->phys, &dci, NULL, &d->dev);
+    if (r != VK_SUCCESS && r != VK_ERROR_DEVICE_LOST && cm_enable && !fail_create) {
+        /* A driver that lists the features but refuses them: the portable
+         * path on a plain device. */
+        d->dev = VK_NULL_HANDLE;
+        cm_enable = 0;
+        cm_lack = "vkCreateDevice refused VK_NV_cooperative_matrix";
+        dci.pNext = NULL;
+        dci.enabledExtensionCount = 0;
+        dci.ppEnabledExtensionNames = NULL;
+        r = vi->vkCreateDevice(d->phys, &dci, NULL, &d->dev);
+    }
     if (r != VK_SUCCESS) {
         st = dev_status(d, r, "vkCreateDevice");
         d->dev = VK_NULL_HANDLE;
@@ -469,6 +512,8 @@ llms_status vk_dev_create(vk_inst *vi, uint32_t index, uint64_t budget, vk_dev *
         goto fail;
     }
     d->desc_sets_left = SETS;
+    /* Last, once the device can run shaders: the self-check. */
+    if ((st = vk_coopmat_setup(d, cm_lack, cm_env_off)) != LLMS_OK) goto fail;
     *out = d;
     return LLMS_OK;
 fail:

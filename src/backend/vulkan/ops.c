@@ -47,7 +47,12 @@ llms_status vk_op_matmul(vk_dev *d, const vk_mat *w, const vk_buf *x, uint32_t x
     struct { uint32_t rows, cols, row_bytes, w_off, x_stride, y_stride, n_tok; } pc = {
         w->rows, w->cols, w->row_bytes, w->w_off, x_stride, y_stride, n_tok};
     const vk_buf *b[3] = {w->buf, x, y};
-    return vk_dispatch(d, "matmul", w->type, b, 3, &pc, sizeof pc, (w->rows + 15) / 16, (n_tok + 15) / 16, 1);
+    /* Cooperative matrices where the device passed the self-check
+     * (coopmat.c), else the portable 16x16 tiles. */
+    const char *shader = d->coopmat ? d->coopmat_shader : "matmul";
+    uint32_t tile = d->coopmat ? d->coopmat_tile : 16;
+    return vk_dispatch(d, shader, w->type, b, 3, &pc, sizeof pc, (w->rows + tile - 1) / tile,
+                       (n_tok + tile - 1) / tile, 1);
 }
 
 llms_status vk_op_rmsnorm(vk_dev *d, const vk_buf *x, const vk_buf *g, const vk_buf *out, uint32_t n,

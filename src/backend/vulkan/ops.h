@@ -20,7 +20,8 @@ typedef struct vk_mat {
 /* y[t][r] = W[r] . x[t] for t < n_tok: one workgroup per output (decode). */
 llms_status vk_op_matvec(vk_dev *d, const vk_mat *w, const vk_buf *x, uint32_t x_stride, uint32_t n_tok,
                          const vk_buf *y, uint32_t y_stride);
-/* The same with 16x16 shared-memory tiles (prefill). */
+/* The same with shared-memory tiles (prefill): matmul_coopmat.comp's 64x64
+ * cooperative-matrix tiles where d->coopmat, else matmul.comp's 16x16. */
 llms_status vk_op_matmul(vk_dev *d, const vk_mat *w, const vk_buf *x, uint32_t x_stride, uint32_t n_tok,
                          const vk_buf *y, uint32_t y_stride);
 llms_status vk_op_rmsnorm(vk_dev *d, const vk_buf *x, const vk_buf *g, const vk_buf *out, uint32_t n,

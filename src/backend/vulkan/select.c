@@ -44,7 +44,73 @@ const char *vk_req_name(uint32_t missing) {
     if (missing & VK_REQ_WORKGROUP) return "compute workgroups of 256 invocations (16x16)";
     if (missing & VK_REQ_SHARED_MEMORY) return "4 KiB of compute shared memory";
     if (missing & VK_OPT_SUBGROUP_ARITH) return "subgroup arithmetic (optional)";
+    if (missing & VK_OPT_COOPMAT) return "cooperative matrices (optional)";
     return "";
+}
+
+static int has_device_ext(vk_inst *vi, VkPhysicalDevice pd, const char *name) {
+    uint32_t n = 0;
+    if (vi->vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0) return 0;
+    VkExtensionProperties *ep = xcalloc(vi->a, n, sizeof *ep);
+    if (!ep) return 0;   /* out of memory: taken as absent (the portable path) */
+    int found = 0;
+    if (vi->vkEnumerateDeviceExtensionProperties(pd, NULL, &n, ep) >= 0)
+        for (uint32_t i = 0; i < n && !found; i++) found = !strcmp(ep[i].extensionName, name);
+    xfree(vi->a, ep);
+    return found;
+}
+
+/* The NV extension rather than the KHR one: Debian 12's glslang (12.0.0)
+ * compiles GL_NV_cooperative_matrix only, and NVIDIA's drivers expose it.
+ * The checks follow what matmul_coopmat.comp's SPIR-V declares. */
+const char *vk_coopmat_lack(vk_inst *vi, VkPhysicalDevice pd) {
+    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
+    vi->vkGetPhysicalDeviceProperties2(pd, &p2);
+    if (p2.properties.apiVersion < VK_API_VERSION_1_2) return "Vulkan 1.2";
+    if (!has_device_ext(vi, pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME))
+        return "no " VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (!vi->coopmat_props) return "no vkGetPhysicalDeviceCooperativeMatrixPropertiesNV";
+    /* Only queried once the extension is known: the structures belong to it. */
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                                            .pNext = &cmf};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f12};
+    vi->vkGetPhysicalDeviceFeatures2(pd, &f2);
+    if (!cmf.cooperativeMatrix) return "the cooperativeMatrix feature is off";
+    if (!f12.shaderFloat16) return "no shaderFloat16";
+    if (!f12.vulkanMemoryModel) return "no vulkanMemoryModel";
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV cmp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV};
+    VkPhysicalDeviceProperties2 p2c = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &cmp};
+    vi->vkGetPhysicalDeviceProperties2(pd, &p2c);
+    if (!(cmp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
+        return "no cooperative matrices in compute shaders";
+    /* The shader's workgroup is 4 subgroups of 32 (gl_SubgroupID picks the
+     * quarter of the tile). */
+    if (sg.subgroupSize != 32) return "subgroup size is not 32";
+    if (!(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
+        !(sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT))
+        return "no basic subgroup operations in compute shaders";
+    const VkPhysicalDeviceLimits *lim = &p2.properties.limits;
+    if (lim->maxComputeSharedMemorySize < VK_COOPMAT_SHARED_BYTES || lim->maxComputeWorkGroupInvocations < 128 ||
+        lim->maxComputeWorkGroupSize[0] < 128)
+        return "too little shared memory or too small workgroups";
+    uint32_t n = 0;
+    if (vi->coopmat_props(pd, &n, NULL) != VK_SUCCESS || n == 0) return "no cooperative matrix shapes";
+    VkCooperativeMatrixPropertiesNV *cp = xcalloc(vi->a, n, sizeof *cp);
+    if (!cp) return "out of memory listing cooperative matrix shapes";
+    for (uint32_t i = 0; i < n; i++) cp[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    int found = 0;
+    if (vi->coopmat_props(pd, &n, cp) >= 0)
+        for (uint32_t i = 0; i < n && !found; i++)
+            found = cp[i].MSize == 16 && cp[i].NSize == 16 && cp[i].KSize == 16 &&
+                    cp[i].AType == VK_COMPONENT_TYPE_FLOAT16_NV && cp[i].BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                    cp[i].CType == VK_COMPONENT_TYPE_FLOAT32_NV && cp[i].DType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                    cp[i].scope == VK_SCOPE_SUBGROUP_NV;
+    xfree(vi->a, cp);
+    return found ? NULL : "no 16x16x16 f16*f16+f32 subgroup shape";
 }
 
 void vk_inst_desc(vk_inst *vi, uint32_t index, vk_dev_desc *out) {
@@ -74,6 +140,7 @@ void vk_inst_desc(vk_inst *vi, uint32_t index, vk_dev_desc *out) {
         !(sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT) ||
         !(sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT))
         out->missing |= VK_OPT_SUBGROUP_ARITH;
+    if (vk_coopmat_lack(vi, pd)) out->missing |= VK_OPT_COOPMAT;
     int32_t force;
     uint32_t mask;
     vk_debug_selection(&force, &mask, NULL);

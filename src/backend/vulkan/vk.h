@@ -26,6 +26,8 @@ typedef struct vk_inst {
     VK_INSTANCE_FNS(VK_DECL_FN)
     PFN_vkCreateDebugUtilsMessengerEXT create_messenger;
     PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger;
+    /* VK_NV_cooperative_matrix's query; NULL where no driver has it. */
+    PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV coopmat_props;
     VkInstance instance;
     VkDebugUtilsMessengerEXT messenger;
     uint32_t n_phys;
@@ -49,7 +51,9 @@ void vk_inst_describe(vk_inst *vi, uint32_t index, llms_device_info *info);
 /* What the shaders need from a device (vk_dev_desc.missing). Not needed:
  * 16- or 8-bit storage and float16 arithmetic (F16 and quantized weights
  * are read as 32-bit words and unpacked in the shader), and subgroup
- * operations (matvec.comp is the portable fallback of matvec_sg.comp). */
+ * operations (matvec.comp is the portable fallback of matvec_sg.comp), and
+ * cooperative matrices (matmul.comp is the portable fallback of
+ * matmul_coopmat.comp). */
 enum {
     VK_REQ_API_1_2 = 1u << 0,       /* Vulkan 1.2: the shaders are SPIR-V 1.5 */
     VK_REQ_COMPUTE_QUEUE = 1u << 1, /* a queue family with compute */
@@ -57,7 +61,10 @@ enum {
     VK_REQ_SHARED_MEMORY = 1u << 3, /* VK_SHARED_BYTES of workgroup memory (matmul.comp's tiles) */
     VK_REQ_ALL = (1u << 4) - 1,
     /* Optional: without it matvec.comp replaces matvec_sg.comp. */
-    VK_OPT_SUBGROUP_ARITH = 1u << 8
+    VK_OPT_SUBGROUP_ARITH = 1u << 8,
+    /* Optional: without it matmul.comp replaces matmul_coopmat.comp (see
+     * vk_coopmat_lack for what it takes). */
+    VK_OPT_COOPMAT = 1u << 9
 };
 #define VK_SHARED_BYTES 4096u
 
@@ -127,7 +134,7 @@ typedef struct vk_pipe {
     VkPipeline pipe;
 } vk_pipe;
 
-#define VK_MAX_PIPES 32
+#define VK_MAX_PIPES 48
 #define VK_MAX_BIND 8
 #define VK_PUSH_BYTES 64
 
@@ -151,6 +158,13 @@ typedef struct vk_dev {
     uint64_t used;                  /* bytes allocated */
     int no_host_map;                /* never map device-local memory (tests the staging path) */
     int subgroup_arith;             /* compute shaders may use subgroup arithmetic */
+    /* Prefill matmul: matmul_coopmat.comp once the device passed detection
+     * and the start-up self-check (vk_coopmat_setup), else matmul.comp. */
+    int coopmat;                    /* vk_op_matmul takes coopmat_shader */
+    const char *coopmat_shader;     /* the candidate and its output tile */
+    uint32_t coopmat_tile;
+    int coopmat_failed;             /* the self-check rejected it (logged as a warning) */
+    char coopmat_note[384];         /* why it is on or off, for the log */
     uint32_t n_pipes;
     vk_pipe pipes[VK_MAX_PIPES];
     pthread_mutex_t lock;
@@ -206,6 +220,59 @@ llms_status vk_dispatch(vk_dev *d, const char *shader, uint32_t spec, const vk_b
                         uint32_t n_bufs, const void *push, uint32_t push_bytes, uint32_t gx,
                         uint32_t gy, uint32_t gz);
 llms_status vk_submit(vk_dev *d);
+
+/* ---- cooperative matrices (coopmat.c) ----------------------------------
+ *
+ * matmul_coopmat.comp uses VK_NV_cooperative_matrix (Debian 12's glslang
+ * has GL_NV_cooperative_matrix, not the KHR one). CI's lavapipe has no
+ * cooperative matrices, so that shader never runs there: wherever it is
+ * selected, a start-up self-check runs it against matmul.comp first and
+ * keeps matmul.comp on any difference or error. An untested shader thus
+ * never gives wrong results silently. */
+
+/* Why physical device `pd` cannot run matmul_coopmat.comp (a static
+ * string), or NULL if it can: VK_NV_cooperative_matrix with its
+ * cooperativeMatrix feature for compute, a 16x16x16 f16*f16+f32 subgroup
+ * shape, shaderFloat16, vulkanMemoryModel, subgroups of 32 with basic
+ * operations, VK_COOPMAT_SHARED_BYTES of shared memory. */
+const char *vk_coopmat_lack(vk_inst *vi, VkPhysicalDevice pd);
+#define VK_COOPMAT_SHARED_BYTES (2u * 64u * 40u * 2u + 4u * 256u * 4u)
+
+/* 1 if the environment variable is set to a value starting with '1'
+ * (LLMS_VK_NO_COOPMAT, LLMS_VK_VALIDATION, ...). */
+int vk_env_flag(const char *name);
+
+/* The self-check's comparison: 1 if every |got[i] - want[i]| <= rel *
+ * mag[i] + abs_tol (mag[i] = sum_c |w_c x_c| of the element; NaN fails),
+ * else 0 with the first offending element described in `why`. */
+int vk_matmul_compare(const float *got, const float *want, const double *mag, size_t n, double rel,
+                      double abs_tol, char *why, size_t why_len);
+/* Tolerance for f16 inputs with f32 sums (the inputs' rounding, 2^-11
+ * relative each, with a margin; a wrong tile or slice is far outside). */
+#define VK_COOPMAT_REL (1.0 / 256)
+#define VK_COOPMAT_ABS 1e-5
+
+/* Runs `shader` (output tiles of `tile` x `tile`, matmul.comp's contract)
+ * and matmul.comp on the same random product of every weight type, with
+ * rows, tokens and K off the tiles' multiples and strides wider than the
+ * rows, and compares (vk_matmul_compare). LLMS_OK if they agree, else an
+ * error status with the reason in `why`. Not while recording. */
+llms_status vk_matmul_selfcheck(vk_dev *d, const char *shader, uint32_t tile, char *why, size_t why_len);
+
+/* Decides d->coopmat at the end of vk_dev_create: off where `lack` is not
+ * NULL (the device lacks something) or LLMS_VK_NO_COOPMAT=1 (`env_off`),
+ * else on if the self-check passes. Sets d->coopmat_note. Fails only if
+ * the device was lost meanwhile. */
+llms_status vk_coopmat_setup(vk_dev *d, const char *lack, int env_off);
+
+/* Test hooks, process-wide (0 = off), read at vk_dev_create:
+ *   force:   a device without cooperative matrices takes the coopmat path
+ *            anyway, with matmul.comp standing in for matmul_coopmat.comp
+ *            (the selection, self-check and fallback run on lavapipe);
+ *   corrupt: the self-check perturbs one element of the candidate's
+ *            output before comparing (it must then reject the candidate). */
+void vk_debug_coopmat(int force, int corrupt);
+void vk_debug_coopmat_get(int *force, int *corrupt);
 
 /* Maps a VkResult to a status with a message naming `what` (calls on a
  * vk_dev go through device.c's dev_status, which also marks device loss). */

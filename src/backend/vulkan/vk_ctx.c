@@ -61,6 +61,10 @@ llms_status vk_ctx_open(llms_context *ctx) {
     ctx->backend = LLMS_BACKEND_VULKAN;
     ctx_log(ctx, LLMS_LOG_INFO, "Vulkan device %d: %s%s", (int)idx, d->props.deviceName,
             d->subgroup_arith ? "" : " (no subgroup arithmetic: portable matvec)");
+    /* A failed self-check is worth a warning: the device claims more than
+     * it delivers (a driver bug, or a shader bug CI could not see). */
+    ctx_log(ctx, d->coopmat_failed ? LLMS_LOG_WARN : LLMS_LOG_INFO, "Vulkan device %d: %s", (int)idx,
+            d->coopmat_note);
     return LLMS_OK;
 fail:
     /* The host's allocator failing is the host's problem on any backend
