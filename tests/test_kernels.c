@@ -340,9 +340,92 @@ static void test_vec_ops(void **state) {
     free(q); free(k); free(kt); free(acc_ref); free(acc);
 }
 
+/* attn_block over a sequence of blocks (the last one partial) against a
+ * softmax computed in double over all the scores at once, at every level;
+ * and each query's result bit-identical whatever group it is computed in
+ * (deterministic mode decodes a token alone and in batches with different
+ * groupings). */
+static void test_attn_block(void **state) {
+    (void)state;
+    const int Ds[] = {64, 128, 24};
+    const int n_pos[] = {1, 16, 37, 100};
+    const size_t stride = 130; /* kv_dim: values of other heads between rows */
+    for (int isa = 0; isa < VEC_ISA_COUNT; isa++)
+        for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
+            for (size_t pi = 0; pi < sizeof n_pos / sizeof n_pos[0]; pi++) {
+                const vec_ops *o = vec_get(isa);
+                const int D = Ds[di], P = n_pos[pi], nb = (P + VEC_BLOCK - 1) / VEC_BLOCK, nq = 7;
+                const float scale = 1.0f / sqrtf((float)D);
+                float *qs = xaligned((size_t)nq * D * sizeof(float));
+                float *kt = xaligned((size_t)nb * D * VEC_BLOCK * sizeof(float));
+                float *v = xaligned((size_t)nb * VEC_BLOCK * stride * sizeof(float));
+                float *acc = xaligned((size_t)VEC_MAX_Q * D * sizeof(float));
+                float *out = xaligned((size_t)nq * D * sizeof(float)), *one = xaligned((size_t)D * sizeof(float));
+                /* Scores up to about +-8 so the maximum moves between blocks. */
+                for (int i = 0; i < nq * D; i++) qs[i] = 3.0f * frand();
+                for (int i = 0; i < nb * D * VEC_BLOCK; i++) kt[i] = frand();
+                for (size_t i = 0; i < (size_t)nb * VEC_BLOCK * stride; i++) v[i] = frand();
+                attn_state st;
+                attn_start(&st, acc, nq, D);
+                for (int b = 0; b < nb; b++) {
+                    const int cnt = P - b * VEC_BLOCK < VEC_BLOCK ? P - b * VEC_BLOCK : VEC_BLOCK;
+                    o->attn_block(qs, nq, kt + (size_t)b * D * VEC_BLOCK, v + (size_t)b * VEC_BLOCK * stride, stride,
+                                  cnt, D, scale, &st);
+                }
+                attn_finish(&st, nq, D, out, (size_t)D);
+                for (int i = 0; i < nq; i++) {
+                    /* Reference: the full softmax in double. */
+                    double sc[128], mx = -1e300, sum = 0;
+                    for (int p = 0; p < P; p++) {
+                        double d = 0;
+                        const float *kb = kt + (size_t)(p / VEC_BLOCK) * D * VEC_BLOCK + p % VEC_BLOCK;
+                        for (int e = 0; e < D; e++) d += (double)qs[i * D + e] * kb[e * VEC_BLOCK];
+                        sc[p] = d * scale;
+                        mx = sc[p] > mx ? sc[p] : mx;
+                    }
+                    for (int p = 0; p < P; p++) sum += sc[p] = exp(sc[p] - mx);
+                    for (int e = 0; e < D; e++) {
+                        double want = 0;
+                        for (int p = 0; p < P; p++) want += sc[p] / sum * v[(size_t)p * stride + e];
+                        if (fabs(out[i * D + e] - want) > 2e-5)
+                            fail_msg("attn_block isa %d D %d P %d query %d [%d]: %.7g, want %.7g", isa, D, P, i, e,
+                                     out[i * D + e], want);
+                    }
+                    /* The same query alone: the same bits. */
+                    attn_start(&st, acc, 1, D);
+                    for (int b = 0; b < nb; b++) {
+                        const int cnt = P - b * VEC_BLOCK < VEC_BLOCK ? P - b * VEC_BLOCK : VEC_BLOCK;
+                        o->attn_block(qs + (size_t)i * D, 1, kt + (size_t)b * D * VEC_BLOCK,
+                                      v + (size_t)b * VEC_BLOCK * stride, stride, cnt, D, scale, &st);
+                    }
+                    attn_finish(&st, 1, D, one, (size_t)D);
+                    assert_memory_equal(one, out + (size_t)i * D, (size_t)D * sizeof(float));
+                }
+                free(qs); free(kt); free(v); free(acc); free(out); free(one);
+            }
+    /* silu_mul against the formula in double, over the range of gate values
+     * a model produces and beyond (exp overflow and underflow). */
+    for (int isa = 0; isa < VEC_ISA_COUNT; isa++) {
+        const vec_ops *o = vec_get(isa);
+        enum { N = 203 };
+        float g[N], u[N], g0[N];
+        for (int i = 0; i < N; i++) {
+            g0[i] = g[i] = i < 8 ? (float)((i - 4) * 40) : 12.0f * frand();
+            u[i] = frand();
+        }
+        o->silu_mul(g, u, N);
+        for (int i = 0; i < N; i++) {
+            const double x = g0[i], want = x / (1.0 + exp(-x)) * u[i];
+            if (fabs(g[i] - want) > 1e-6 * fabs(want) + 1e-30)
+                fail_msg("silu_mul isa %d: silu(%g) * %g = %.9g, want %.9g", isa, g0[i], u[i], g[i], want);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unpack_matches_dequantize),
+        cmocka_unit_test(test_attn_block),
         cmocka_unit_test(test_tile_products),
         cmocka_unit_test(test_qdot512),
         cmocka_unit_test(test_qpack),

@@ -64,41 +64,22 @@ static void attn_task(void *arg, int64_t idx, int64_t n) {
     const uint32_t pos = j->b->pos[t];
     const float scale = 1.0f / sqrtf((float)D);
     const vec_ops *vo = vec_best();
-    float mx[ATTN_MAX_GROUP], sum[ATTN_MAX_GROUP];
-    float acc[4096], scg[ATTN_MAX_GROUP * KV_BLOCK_TOKENS];
+    float acc[4096];
+    attn_state st;
+    attn_start(&st, acc, (int)G, (int)D);
     _Static_assert(KV_BLOCK_TOKENS == VEC_BLOCK, "one score vector per KV block");
-    for (uint32_t g = 0; g < G; g++) {
-        mx[g] = -INFINITY;
-        sum[g] = 0;
-    }
-    memset(acc, 0, (size_t)G * D * sizeof(float));
     /* One KV block (KV_BLOCK_TOKENS positions, rows kv_dim apart) at a
-     * time: per head, its scores, one rescale if the maximum grew, then its
-     * values. */
+     * time: the group's scores, each head's online-softmax update and its
+     * weighted values, in one call. */
+    const float *q = j->q + ((size_t)t * H + h0) * D;
     for (uint32_t p0 = 0; p0 <= pos; p0 += KV_BLOCK_TOKENS - p0 % KV_BLOCK_TOKENS) {
         uint32_t cnt = KV_BLOCK_TOKENS - p0 % KV_BLOCK_TOKENS;
         if (cnt > pos + 1 - p0) cnt = pos + 1 - p0;
         const float *kt = kv_k_block(kv, s, j->layer, p0) + (size_t)kvh * D * KV_BLOCK_TOKENS;
         const float *v = kv_v(kv, s, j->layer, p0) + (size_t)kvh * D;
-        /* The group's scores; positions >= cnt are ignored. */
-        vo->scores16n(j->q + ((size_t)t * H + h0) * D, (int)G, kt, (int)D, scale, scg);
-        for (uint32_t g = 0; g < G; g++) {
-            float *ag = acc + (size_t)g * D, *sc = scg + g * KV_BLOCK_TOKENS;
-            const float bm = vo->max16(sc, (int)cnt);
-            if (bm > mx[g]) {
-                float corr = expf(mx[g] - bm);
-                sum[g] *= corr;
-                for (uint32_t d = 0; d < D; d++) ag[d] *= corr;
-                mx[g] = bm;
-            }
-            sum[g] += vo->exp16(sc, (int)cnt, mx[g]);
-            vo->axpys(ag, v, kv->kv_dim, sc, (int)cnt, (int)D);
-        }
+        vo->attn_block(q, (int)G, kt, v, kv->kv_dim, (int)cnt, (int)D, scale, &st);
     }
-    for (uint32_t g = 0; g < G; g++) {
-        float *o = j->out + ((size_t)t * H + h0 + g) * D;
-        for (uint32_t d = 0; d < D; d++) o[d] = acc[(size_t)g * D + d] / sum[g];
-    }
+    attn_finish(&st, (int)G, (int)D, j->out + ((size_t)t * H + h0) * D, D);
 }
 
 /* Heads per attention task: the whole group sharing a KV head, halved
@@ -229,10 +210,7 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
         const weight *ffn_w[2] = {&L->w_gate, &L->w_up};
         float *const ffn_y[2] = {s.gate, s.up};
         if ((st = mm_n(b, pool, a, ffn_w, 2, s.h, n, ffn_y))) goto done;
-        for (int64_t i = 0; i < n * F; i++) {
-            float g = s.gate[i];
-            s.gate[i] = g / (1.0f + expf(-g)) * s.up[i];
-        }
+        vec_best()->silu_mul(s.gate, s.up, (size_t)(n * F));
         if ((st = mm(b, pool, a, &L->w_down, s.gate, n, s.h))) goto done;
         for (int64_t i = 0; i < n * E; i++) s.x[i] += s.h[i];
     }

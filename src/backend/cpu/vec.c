@@ -36,6 +36,52 @@ static void axpys_c(float *acc, const float *v, size_t stride, const float *w, i
         for (int d = 0; d < D; d++) acc[d] += w[i] * v[d];
 }
 
+/* attn_block from a level's four primitives: the reference, and the AVX2
+ * level (eight lanes: no register holds a block's scores). */
+#define ATTN_BLOCK_FROM(NAME, SCORESN, MAX16, EXP16, AXPYS)                                                      \
+    static void NAME(const float *q, int nq, const float *kt, const float *v, size_t stride, int cnt, int D,    \
+                     float scale, attn_state *st) {                                                            \
+        float sc[VEC_MAX_Q * VEC_BLOCK];                                                                       \
+        SCORESN(q, nq, kt, D, scale, sc);                                                                      \
+        for (int i = 0; i < nq; i++) {                                                                         \
+            float *s = sc + i * VEC_BLOCK, *acc = st->acc + (size_t)i * D;                                     \
+            const float bm = MAX16(s, cnt);                                                                    \
+            if (bm > st->mx[i]) {                                                                              \
+                const float corr = expf(st->mx[i] - bm);                                                       \
+                for (int p = 0; p < VEC_BLOCK; p++) st->sum[i][p] *= corr;                                     \
+                for (int d = 0; d < D; d++) acc[d] *= corr;                                                    \
+                st->mx[i] = bm;                                                                                \
+            }                                                                                                  \
+            EXP16(s, cnt, st->mx[i]);                                                                          \
+            for (int p = 0; p < cnt; p++) st->sum[i][p] += s[p];                                               \
+            AXPYS(acc, v, stride, s, cnt, D);                                                                  \
+        }                                                                                                      \
+    }
+
+ATTN_BLOCK_FROM(attn_block_c, scores16n_c, max16_c, exp16_c, axpys_c)
+
+static void silu_mul_c(float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void attn_start(attn_state *st, float *acc, int nq, int D) {
+    for (int i = 0; i < VEC_MAX_Q; i++) {
+        st->mx[i] = -INFINITY;
+        for (int p = 0; p < VEC_BLOCK; p++) st->sum[i][p] = 0;
+    }
+    for (size_t i = 0; i < (size_t)nq * (size_t)D; i++) acc[i] = 0;
+    st->acc = acc;
+}
+
+void attn_finish(const attn_state *st, int nq, int D, float *out, size_t out_stride) {
+    for (int i = 0; i < nq; i++) {
+        float sum = 0;
+        for (int p = 0; p < VEC_BLOCK; p++) sum += st->sum[i][p];
+        const float *acc = st->acc + (size_t)i * D;
+        for (int d = 0; d < D; d++) out[(size_t)i * out_stride + d] = acc[d] / sum;
+    }
+}
+
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define HAVE_X86 1
@@ -149,6 +195,78 @@ __attribute__((target("avx512f"))) static void axpys_512(float *acc, const float
     }
 }
 
+/* attn_block for NQ queries: the scores of the block stay in registers
+ * (one FMA chain per query, as scores_nq_512), and each query's sum of
+ * weights is a vector of lane sums, so a block costs one reduction (the
+ * maximum) per query. Query i's arithmetic is the same for every NQ. */
+__attribute__((target("avx512f"), always_inline)) static inline void attn_block_nq_512(
+    const float *q, const float *kt, const float *v, size_t stride, int cnt, int D, float scale, attn_state *st,
+    int i0, const int NQ) {
+    __m512 s[VEC_MAX_Q];
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++) s[i] = _mm512_setzero_ps();
+    for (int d = 0; d < D; d++) {
+        const __m512 k = _mm512_loadu_ps(kt + d * VEC_BLOCK);
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * D + d]), k, s[i]);
+    }
+    const __mmask16 live = (__mmask16)((1u << cnt) - 1);
+    float w[VEC_BLOCK] __attribute__((aligned(64)));
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++) {
+        const int g = i0 + i;
+        float *acc = st->acc + (size_t)g * D;
+        const __m512 si = _mm512_mul_ps(s[i], _mm512_set1_ps(scale));
+        const float bm = _mm512_mask_reduce_max_ps(live, si);
+        __m512 sum = _mm512_loadu_ps(st->sum[g]);
+        if (bm > st->mx[g]) {
+            const float c = expf(st->mx[g] - bm);
+            const __m512 corr = _mm512_set1_ps(c);
+            sum = _mm512_mul_ps(sum, corr);
+            int d = 0;
+            for (; d + 16 <= D; d += 16) _mm512_storeu_ps(acc + d, _mm512_mul_ps(_mm512_loadu_ps(acc + d), corr));
+            for (; d < D; d++) acc[d] *= c;
+            st->mx[g] = bm;
+        }
+        const __m512 e = _mm512_maskz_mov_ps(live, exp_512(_mm512_sub_ps(si, _mm512_set1_ps(st->mx[g]))));
+        _mm512_storeu_ps(st->sum[g], _mm512_add_ps(sum, e));
+        _mm512_store_ps(w, e);
+        axpys_512(acc, v, stride, w, cnt, D);
+    }
+}
+
+__attribute__((target("avx512f"))) static void attn_block_512(const float *q, int nq, const float *kt,
+                                                              const float *v, size_t stride, int cnt, int D,
+                                                              float scale, attn_state *st) {
+    /* Groups of 8, then 4, 2, 1: any split gives each query the same result. */
+    int i0 = 0;
+    for (; nq - i0 >= 8; i0 += 8) attn_block_nq_512(q + (size_t)i0 * D, kt, v, stride, cnt, D, scale, st, i0, 8);
+    if (nq - i0 >= 4) {
+        attn_block_nq_512(q + (size_t)i0 * D, kt, v, stride, cnt, D, scale, st, i0, 4);
+        i0 += 4;
+    }
+    if (nq - i0 >= 2) {
+        attn_block_nq_512(q + (size_t)i0 * D, kt, v, stride, cnt, D, scale, st, i0, 2);
+        i0 += 2;
+    }
+    if (nq - i0 >= 1) attn_block_nq_512(q + (size_t)i0 * D, kt, v, stride, cnt, D, scale, st, i0, 1);
+}
+
+/* silu(x) = x * sigmoid(x), with t = exp(-|x|) <= 1 (the range exp_512
+ * covers): sigmoid is 1 / (1 + t) for x >= 0 and t / (1 + t) below. */
+__attribute__((target("avx512f"))) static void silu_mul_512(float *g, const float *u, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        const __m512 t = exp_512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+        const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+        const __m512 num = _mm512_mask_blend_ps(neg, _mm512_set1_ps(1.0f), t);
+        const __m512 sig = _mm512_div_ps(num, _mm512_add_ps(_mm512_set1_ps(1.0f), t));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_mul_ps(x, sig), _mm512_loadu_ps(u + i)));
+    }
+    silu_mul_c(g + i, u + i, n - i);
+}
+
 __attribute__((target("avx2,fma"))) static inline __m256 exp_256(__m256 x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
@@ -209,6 +327,20 @@ __attribute__((target("avx2,fma"))) static void axpys_256(float *acc, const floa
         for (int i = 0; i < n; i++, vv += stride) acc[d] += w[i] * *vv;
     }
 }
+ATTN_BLOCK_FROM(attn_block_256, scores16n_256, max16_c, exp16_256, axpys_256)
+
+__attribute__((target("avx2,fma"))) static void silu_mul_256(float *g, const float *u, size_t n) {
+    size_t i = 0;
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 t = exp_256(_mm256_or_ps(x, sign)); /* exp(-|x|) */
+        const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+        const __m256 sig = _mm256_div_ps(_mm256_blendv_ps(one, t, neg), _mm256_add_ps(one, t));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(x, sig), _mm256_loadu_ps(u + i)));
+    }
+    silu_mul_c(g + i, u + i, n - i);
+}
 #else
 #define HAVE_X86 0
 #endif
@@ -218,17 +350,19 @@ static int g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_ops(void) {
-    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, scores16n_c, exp16_c, max16_c, axpys_c};
+    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, scores16n_c, exp16_c, max16_c, axpys_c, attn_block_c, silu_mul_c};
     g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = g_ops[VEC_ISA_SCALAR];
     g_best = VEC_ISA_SCALAR;
 #if HAVE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, scores16n_256, exp16_256, max16_c, axpys_256};
+        g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, scores16n_256, exp16_256, max16_c, axpys_256,
+                                                                attn_block_256, silu_mul_256};
         g_best = VEC_ISA_AVX2;
     }
     if (__builtin_cpu_supports("avx512f")) {
-        g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_512, scores16n_512, exp16_512, max16_512, axpys_512};
+        g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_512, scores16n_512, exp16_512, max16_512, axpys_512,
+                                            attn_block_512, silu_mul_512};
         g_best = VEC_ISA_AVX512;
     }
 #endif

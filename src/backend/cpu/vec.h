@@ -11,6 +11,16 @@
 #define VEC_BLOCK 16
 #define VEC_MAX_Q 8
 
+/* Online-softmax state of a group of queries walking the KV blocks
+ * (attn_block): per query its running maximum, its sum of weights kept per
+ * lane (reduced once at the end: attn_finish), and acc, nq rows of D
+ * floats. Start with attn_start. */
+typedef struct attn_state {
+    float mx[VEC_MAX_Q];
+    float sum[VEC_MAX_Q][VEC_BLOCK];
+    float *acc;
+} attn_state;
+
 typedef struct vec_ops {
     /* out[p] = scale * sum_d q[d] * kt[d * VEC_BLOCK + p] for p < VEC_BLOCK:
      * the scores of one block of keys stored transposed ([D][16]). */
@@ -27,7 +37,24 @@ typedef struct vec_ops {
     float (*max16)(const float *s, int n);
     /* acc += sum_i w[i] * (v + i*stride), over D */
     void (*axpys)(float *acc, const float *v, size_t stride, const float *w, int n, int D);
+    /* One step of attention for nq (<= VEC_MAX_Q) queries q + i*D over one
+     * block of cnt (1..VEC_BLOCK) positions: keys kt as for scores16n,
+     * values v + p*stride. Raises each query's maximum when the block's
+     * scores exceed it (rescaling its acc and sum), then adds the block's
+     * weights exp(score - max) to its sum and weighted values to its acc.
+     * One call per block instead of four per query: the scores stay in
+     * registers and nothing is reduced but the maximum. A query's result
+     * does not depend on nq (deterministic mode relies on this). */
+    void (*attn_block)(const float *q, int nq, const float *kt, const float *v, size_t stride, int cnt, int D,
+                       float scale, attn_state *st);
+    /* g[i] = silu(g[i]) * u[i] for i < n (SwiGLU) */
+    void (*silu_mul)(float *g, const float *u, size_t n);
 } vec_ops;
+
+/* attn_state for nq queries of D floats, acc pointing at nq * D floats. */
+void attn_start(attn_state *st, float *acc, int nq, int D);
+/* out + i*D = query i's attention output (acc / sum). */
+void attn_finish(const attn_state *st, int nq, int D, float *out, size_t out_stride);
 
 enum { VEC_ISA_SCALAR = 0, VEC_ISA_AVX2 = 1, VEC_ISA_AVX512 = 2, VEC_ISA_COUNT = 3 };
 
