@@ -8,6 +8,7 @@
 #   make install/uninstall  honour PREFIX and DESTDIR; install-check tries them
 #   make tsan-test / python-test / go-test / cpp-test / server-test
 #   make bench           benchmarks (bench/), JSON report in build/bench/
+#   make bench-compare   the same models through llama.cpp and llms-bench, interleaved
 #   make ci              everything CI runs (installs Debian packages as root)
 #   make run             the main job: the HTTP server on MODEL=path.gguf
 
@@ -70,7 +71,7 @@ BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bin/%)
 PUBLIC_HDRS := include/llmserve.h include/llmserve_version.h
 
-.PHONY: install-check deps ci all lib examples test check tsan-test check-exports check-headers abi-check abi-baseline \
+.PHONY: bench-compare install-check deps ci all lib examples test check tsan-test check-exports check-headers abi-check abi-baseline \
 	install uninstall clean fuzz run bench python-test go-test cpp-test server-test
 all: lib
 
@@ -370,3 +371,13 @@ bench: lib examples
 			  if (s == "tinyllama-1.1b" && (t in rp)) line = line sprintf("  (vs llama.cpp: prompt %.2fx, gen %.2fx)", pp / rp[t], tg / rg[t]); \
 			  print line }'; \
 	done; done; printf '\n ]}\n' >> $$out.tmp; mv $$out.tmp $$out; echo "bench: wrote $$out"
+
+# `make bench-compare`: the reference figures above were measured at another
+# time on a shared VM whose memory bandwidth drifts by tens of percent, so
+# this runs llama.cpp (the prebuilt CPU build in npm's node-llama-cpp,
+# installed into build/bench/ on first use; needs npm) and llms-bench on the
+# same files, interleaved, and prints the ratios measured side by side
+# (build/bench/side_by_side.json). ROUNDS=2 by default.
+ROUNDS ?= 2
+bench-compare: lib examples
+	BENCH_DIR=$(BENCH_DIR) TYPES="$(BENCH_TYPES)" bench/llamacpp/side_by_side.sh $(ROUNDS)
