@@ -1104,6 +1104,88 @@ static void test_kv_trim(void **state) {
     check_validation();
 }
 
+/* vk_kv_trim itself: with two blocks of a live session at the bottom of
+ * sixteen, it truncates to the highest slot still needed, counting the
+ * zeroing queued for two blocks allocated and freed since the last pass
+ * (recorded by the next pass: the validation layer would see a fill past
+ * the end), copies the live slots (the session then generates what a
+ * fresh one does), and frees everything once nothing is used. */
+static void greedy_more(llms_session *s, int32_t *ids, int n) {
+    greedy(s, n);
+    llms_step_result r;
+    llms_step_result_init(&r);
+    for (int i = 0; i < n; i++) {
+        llms_status st = llms_session_step(s, &r);
+        if (st != LLMS_TOKEN && st != LLMS_DONE) fail_msg("step: %d %s", (int)st, llms_errmsg());
+        ids[i] = r.token;
+        if (st == LLMS_DONE) {
+            for (int j = i + 1; j < n; j++) ids[j] = -1;
+            break;
+        }
+    }
+}
+
+static void test_kv_trim_slots(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    vk_kv *kv = m->vk_kv;
+    uint64_t slot = kv->slot_bytes * kv->n_layer;
+    int32_t toks[7 * KV_BLOCK_TOKENS];
+    for (int i = 0; i < 7 * KV_BLOCK_TOKENS; i++) toks[i] = i ? 3 + (i * 29) % 400 : 1;
+    llms_session *a, *b[2];
+    assert_int_equal(llms_session_create(m, NULL, &a), LLMS_OK);
+    assert_int_equal(llms_session_feed_tokens(a, toks, 20), LLMS_OK);   /* slots 0, 1 */
+    for (int i = 0; i < 2; i++) {                                        /* 2..15 */
+        assert_int_equal(llms_session_create(m, NULL, &b[i]), LLMS_OK);
+        assert_int_equal(llms_session_feed_tokens(b[i], toks, 7 * KV_BLOCK_TOKENS), LLMS_OK);
+    }
+    assert_int_equal(kv->cap, 16);
+    vk_kv_trim(kv);                                  /* 16 of 16 in use: nothing */
+    assert_int_equal(kv_dev_bytes(m), 16 * slot);
+    llms_session_destroy(b[1]);
+    vk_kv_trim(kv);                                  /* 9 of 16: nothing */
+    assert_int_equal(kv_dev_bytes(m), 16 * slot);
+    llms_session_destroy(b[0]);
+    /* Two blocks taken and freed with no pass since: their zeroing waits. */
+    kv_seq q = {0};
+    assert_int_equal(kv_seq_reserve(&m->kv, &q, 2 * KV_BLOCK_TOKENS, 0), LLMS_OK);
+    assert_int_equal(q.blocks[0]->slot, 2);
+    assert_int_equal(q.blocks[1]->slot, 3);
+    kv_seq_free(&m->kv, &q);
+    assert_int_equal(kv->n_ops, 2);
+    vk_kv_trim(kv);
+    assert_int_equal(kv->cap, 4);
+    assert_int_equal(kv_dev_bytes(m), 4 * slot);
+    int32_t got[12], want[12];
+    greedy_more(a, got, 12);                          /* grows again past 4 */
+    check_validation();
+    llms_session *c;
+    assert_int_equal(llms_session_create(m, NULL, &c), LLMS_OK);
+    assert_int_equal(llms_session_feed_tokens(c, toks, 20), LLMS_OK);
+    greedy_more(c, want, 12);
+    assert_memory_equal(got, want, sizeof got);
+    llms_session_destroy(c);
+    llms_session_destroy(a);
+    vk_kv_trim(kv);
+    assert_int_equal(kv_dev_bytes(m), 0);
+    assert_int_equal(kv->cap, 0);
+    /* And from nothing again. */
+    assert_int_equal(llms_session_create(m, NULL, &c), LLMS_OK);
+    assert_int_equal(llms_session_feed_tokens(c, toks, 20), LLMS_OK);
+    greedy_more(c, got, 12);
+    assert_memory_equal(got, want, sizeof got);
+    llms_session_destroy(c);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
 /* A failed test leaves no hook armed for the next. */
 static int reset_hooks(void **state) {
     (void)state;
@@ -1135,6 +1217,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_oom_kv_preempts, reset_hooks),
         cmocka_unit_test_teardown(test_oom_kv_too_big, reset_hooks),
         cmocka_unit_test_teardown(test_kv_trim, reset_hooks),
+        cmocka_unit_test_teardown(test_kv_trim_slots, reset_hooks),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
