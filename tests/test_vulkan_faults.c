@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "llmserve.h"
+#include "backend/vulkan/kv_resident.h"
 #include "backend/vulkan/vk.h"
 #include "core/context.h"
 #include "model/model.h"
@@ -816,9 +817,379 @@ static void test_coopmat_selection(void **state) {
     check_validation();
 }
 
+/* ---- out of device memory for the KV cache, under the scheduler ---------- */
+
+/* Four greedy requests, each of them a few KV blocks (a short prompt and
+ * up to SQ_MAX tokens). */
+enum { SQ = 4, SQ_MAX = 40, SQ_BATCH = 64 };
+static const char *const sq_prompts[SQ] = {"The robot", "Once upon a time", "A little girl", "The big dog"};
+
+typedef struct sq_out {
+    int32_t toks[SQ_MAX + 1];
+    int n, done;
+    int32_t type;
+    llms_status status;
+} sq_out;
+
+static llms_scheduler *sq_sched(llms_model *m, llms_cache *cache) {
+    llms_scheduler_params p;
+    llms_scheduler_params_init(&p);
+    p.max_batch_tokens = SQ_BATCH;
+    p.cache = cache;
+    p.aging_ms = 1u << 30;   /* order by priority and submission alone */
+    llms_scheduler *S = NULL;
+    assert_int_equal(llms_scheduler_create(m, &p, &S), LLMS_OK);
+    return S;
+}
+
+static uint64_t sq_submit(llms_scheduler *S, const char *prompt, const int32_t *toks, size_t n_toks,
+                          int32_t priority) {
+    llms_sampling_params sp;
+    llms_sampling_params_init(&sp);
+    sp.temperature = 0;
+    sp.max_tokens = SQ_MAX;
+    llms_request_params rq;
+    llms_request_params_init(&rq);
+    rq.prompt = prompt;
+    rq.prompt_len = prompt ? strlen(prompt) : 0;
+    rq.tokens = toks;
+    rq.n_tokens = n_toks;
+    rq.flags = LLMS_REQUEST_MODEL_DEFAULTS;
+    rq.sampling = &sp;
+    rq.priority = priority;
+    uint64_t id = 0;
+    if (llms_scheduler_submit(S, &rq, &id) != LLMS_OK) fail_msg("submit: %s", llms_errmsg());
+    return id;
+}
+
+static uint64_t kv_dev_bytes(llms_model *m);
+static llms_model *g_peak_model;   /* sq_run records its device KV peak */
+static uint64_t g_kv_peak;
+
+/* Steps S until the n requests `ids` have ended, collecting their events. */
+static void sq_run(llms_scheduler *S, const uint64_t *ids, int n, sq_out *o) {
+    memset(o, 0, (size_t)n * sizeof *o);
+    int ended = 0;
+    for (int guard = 0; ended < n; guard++) {
+        if (guard > 20000) fail_msg("the scheduler did not finish (%d of %d ended)", ended, n);
+        llms_status st = llms_scheduler_step(S, NULL);
+        if (st != LLMS_OK && st != LLMS_AGAIN) fail_msg("step: %d %s", (int)st, llms_errmsg());
+        if (g_peak_model && kv_dev_bytes(g_peak_model) > g_kv_peak) g_kv_peak = kv_dev_bytes(g_peak_model);
+        char buf[512];
+        llms_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.struct_size = sizeof ev;
+        ev.text_buf = buf;
+        ev.text_cap = sizeof buf;
+        while (llms_scheduler_poll(S, &ev, 0) == LLMS_OK) {
+            int k = -1;
+            for (int j = 0; j < n; j++)
+                if (ids[j] == ev.request_id) k = j;
+            assert_true(k >= 0);
+            assert_false(o[k].done);
+            if (ev.type == LLMS_EVENT_TOKEN) {
+                assert_true(o[k].n <= SQ_MAX);
+                o[k].toks[o[k].n++] = ev.token;
+                continue;
+            }
+            if (ev.type == LLMS_EVENT_FINISHED && ev.token >= 0 && o[k].n <= SQ_MAX) o[k].toks[o[k].n++] = ev.token;
+            o[k].done = 1;
+            o[k].type = ev.type;
+            o[k].status = ev.status;
+            ended++;
+        }
+    }
+}
+
+static void sq_expect_same(const sq_out *got, const sq_out *want, int k) {
+    if (got->type != LLMS_EVENT_FINISHED)
+        fail_msg("request %d: event %d, status %d", k, got->type, (int)got->status);
+    if (got->n != want->n || memcmp(got->toks, want->toks, (size_t)want->n * sizeof *want->toks))
+        fail_msg("request %d: %d tokens, alone %d, or different tokens", k, got->n, want->n);
+}
+
+/* Each request alone, on an unconstrained device: the reference. */
+static void sq_reference(llms_scheduler *S, sq_out *ref) {
+    for (int q = 0; q < SQ; q++) {
+        uint64_t id = sq_submit(S, sq_prompts[q], NULL, 0, 0);
+        sq_run(S, &id, 1, &ref[q]);
+        assert_int_equal(ref[q].type, LLMS_EVENT_FINISHED);
+        assert_true(ref[q].n > KV_BLOCK_TOKENS);   /* two blocks at least */
+    }
+}
+
+/* The device KV storage (bytes, every layer). */
+static uint64_t kv_dev_bytes(llms_model *m) {
+    vk_kv *kv = m->vk_kv;
+    assert_non_null(kv);
+    uint64_t b = 0;
+    for (uint32_t l = 0; l < kv->n_layer; l++) b += (uint64_t)kv->layer_cap[l] * kv->slot_bytes;
+    return b;
+}
+
+/* Fills the device so that the KV storage holds `slots` blocks and can
+ * never grow: a session's pass of SQ_BATCH tokens sizes the scratch
+ * buffers for the largest batch first (and its blocks grow the storage),
+ * then every later vkAllocateMemory fails. */
+static void sq_fill_device(llms_context *ctx, llms_model *m, uint32_t slots) {
+    vk_kv *kv = m->vk_kv;
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+    int32_t toks[SQ_BATCH];
+    for (int i = 0; i < SQ_BATCH; i++) toks[i] = i ? 3 + (i * 31) % 400 : 1;
+    assert_int_equal(llms_session_feed_tokens(s, toks, SQ_BATCH), LLMS_OK);
+    llms_session_destroy(s);
+    assert_int_equal(kv->cap, slots);
+    vk_debug_inject(ctx->vk, VK_FAULT_OOM, 0);
+}
+
+/* The device cannot grow the KV storage to what four concurrent requests
+ * need (4 blocks of about 12): the scheduler preempts instead of failing
+ * them, and every request's greedy output is the one it has alone. Once
+ * it is idle the storage is given back (no prefix cache holds blocks). */
+static void test_oom_kv_preempts(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    llms_scheduler *S = sq_sched(m, NULL);
+    sq_out ref[SQ], got[SQ];
+    sq_reference(S, ref);
+    sq_fill_device(ctx, m, SQ_BATCH / KV_BLOCK_TOKENS);
+    uint64_t full = kv_dev_bytes(m);
+    g_peak_model = m;
+    g_kv_peak = 0;
+    uint64_t ids[SQ];
+    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
+    sq_run(S, ids, SQ, got);
+    g_peak_model = NULL;
+    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
+    llms_scheduler_stats st;
+    llms_scheduler_stats_init(&st);
+    assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
+    print_message("device KV of %u blocks: %llu preemptions\n", SQ_BATCH / KV_BLOCK_TOKENS,
+                  (unsigned long long)st.preemptions);
+    assert_true(st.preemptions > 0);
+    assert_int_equal(st.requests_failed, 0);
+    assert_int_equal(g_kv_peak, full);                /* it never grew */
+    /* Idle, nothing cached: the device KV memory was given back. */
+    assert_int_equal(kv_dev_bytes(m), 0);
+    /* The memory back, a request grows the storage again. */
+    vk_debug_inject(ctx->vk, VK_FAULT_NONE, 0);
+    ids[0] = sq_submit(S, sq_prompts[2], NULL, 0, 0);
+    sq_run(S, ids, 1, got);
+    sq_expect_same(&got[0], &ref[2], 2);
+    llms_scheduler_destroy(S);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
+/* A request whose KV cannot fit the device even alone (a prompt of five
+ * blocks, four on the device) ends with an ERROR event carrying
+ * DEVICE_MEMORY; a smaller one of lower priority, submitted with it, is
+ * not lost and gives its output alone, and so does a later one. */
+static void test_oom_kv_too_big(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    llms_scheduler *S = sq_sched(m, NULL);
+    sq_out ref[SQ], got[2];
+    sq_reference(S, ref);
+    sq_fill_device(ctx, m, SQ_BATCH / KV_BLOCK_TOKENS);
+    enum { BIG = 5 * KV_BLOCK_TOKENS };
+    int32_t big[BIG];
+    for (int i = 0; i < BIG; i++) big[i] = i ? 3 + (i * 17) % 400 : 1;
+    uint64_t ids[2];
+    ids[0] = sq_submit(S, NULL, big, BIG, 1);
+    ids[1] = sq_submit(S, sq_prompts[1], NULL, 0, 0);
+    sq_run(S, ids, 2, got);
+    assert_int_equal(got[0].type, LLMS_EVENT_ERROR);
+    assert_int_equal(got[0].status, LLMS_ERR_DEVICE_MEMORY);
+    assert_int_equal(got[0].n, 0);
+    sq_expect_same(&got[1], &ref[1], 1);
+    llms_scheduler_stats st;
+    llms_scheduler_stats_init(&st);
+    assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
+    assert_int_equal(st.requests_failed, 1);
+    /* The host goes on: once the device has memory again, the same big
+     * prompt runs, and so does a small request. */
+    vk_debug_inject(ctx->vk, VK_FAULT_NONE, 0);
+    ids[0] = sq_submit(S, NULL, big, BIG, 1);
+    ids[1] = sq_submit(S, sq_prompts[3], NULL, 0, 0);
+    sq_run(S, ids, 2, got);
+    assert_int_equal(got[0].type, LLMS_EVENT_FINISHED);
+    sq_expect_same(&got[1], &ref[3], 3);
+    llms_scheduler_destroy(S);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
+/* The device KV storage shrinks again: after a burst of concurrent
+ * requests it grew to, the idle scheduler keeps only what the prefix cache
+ * holds (copied into smaller buffers: the cached prompts then give the
+ * same outputs), a cache clear gives back the rest, and later requests
+ * grow it again with the same outputs. */
+static void test_kv_trim(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    sq_out ref[SQ], got[SQ];
+    llms_scheduler *S = sq_sched(m, NULL);
+    sq_reference(S, ref);
+    llms_scheduler_destroy(S);
+    assert_int_equal(kv_dev_bytes(m), 0);
+    llms_cache *C;
+    assert_int_equal(llms_cache_create(m, NULL, &C), LLMS_OK);
+    S = sq_sched(m, C);
+
+    g_peak_model = m;
+    g_kv_peak = 0;
+    uint64_t ids[SQ];
+    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
+    sq_run(S, ids, SQ, got);
+    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
+    uint64_t block = kv_block_bytes(&m->kv), idle = kv_dev_bytes(m), vk_used = ctx->vk->used;
+    print_message("device KV: %llu blocks at the peak, %llu idle with the cache\n",
+                  (unsigned long long)(g_kv_peak / block), (unsigned long long)(idle / block));
+    assert_true(g_kv_peak >= 3 * SQ * block);
+    assert_true(idle > 0);                 /* the cached prompts */
+    assert_true(idle <= g_kv_peak / 4);
+    assert_true(kv_pool_used_bytes(&m->kv) <= idle);
+
+    /* The cached blocks survived the move: the prompts come from the
+     * cache, with the same outputs. */
+    llms_scheduler_stats st;
+    llms_scheduler_stats_init(&st);
+    assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
+    uint64_t cached = st.cached_tokens;
+    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
+    sq_run(S, ids, SQ, got);
+    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
+    assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
+    assert_true(st.cached_tokens > cached);
+
+    /* A cache clear gives back the rest. */
+    idle = kv_dev_bytes(m);
+    vk_used = ctx->vk->used;
+    assert_true(idle > 0);
+    assert_int_equal(llms_cache_clear(C), LLMS_OK);
+    assert_int_equal(kv_pool_used_bytes(&m->kv), 0);
+    assert_int_equal(kv_dev_bytes(m), 0);
+    assert_int_equal(ctx->vk->used, vk_used - idle);
+    ids[0] = sq_submit(S, sq_prompts[1], NULL, 0, 0);
+    sq_run(S, ids, 1, got);
+    g_peak_model = NULL;
+    sq_expect_same(&got[0], &ref[1], 1);
+    assert_true(g_kv_peak > 0);
+    llms_scheduler_destroy(S);
+    llms_cache_destroy(C);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
+/* vk_kv_trim itself: with two blocks of a live session at the bottom of
+ * sixteen, it truncates to the highest slot still needed, counting the
+ * zeroing queued for two blocks allocated and freed since the last pass
+ * (recorded by the next pass: the validation layer would see a fill past
+ * the end), copies the live slots (the session then generates what a
+ * fresh one does), and frees everything once nothing is used. */
+static void greedy_more(llms_session *s, int32_t *ids, int n) {
+    greedy(s, n);
+    llms_step_result r;
+    llms_step_result_init(&r);
+    for (int i = 0; i < n; i++) {
+        llms_status st = llms_session_step(s, &r);
+        if (st != LLMS_TOKEN && st != LLMS_DONE) fail_msg("step: %d %s", (int)st, llms_errmsg());
+        ids[i] = r.token;
+        if (st == LLMS_DONE) {
+            for (int j = i + 1; j < n; j++) ids[j] = -1;
+            break;
+        }
+    }
+}
+
+static void test_kv_trim_slots(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    vk_kv *kv = m->vk_kv;
+    uint64_t slot = kv->slot_bytes * kv->n_layer;
+    int32_t toks[7 * KV_BLOCK_TOKENS];
+    for (int i = 0; i < 7 * KV_BLOCK_TOKENS; i++) toks[i] = i ? 3 + (i * 29) % 400 : 1;
+    llms_session *a, *b[2];
+    assert_int_equal(llms_session_create(m, NULL, &a), LLMS_OK);
+    assert_int_equal(llms_session_feed_tokens(a, toks, 20), LLMS_OK);   /* slots 0, 1 */
+    for (int i = 0; i < 2; i++) {                                        /* 2..15 */
+        assert_int_equal(llms_session_create(m, NULL, &b[i]), LLMS_OK);
+        assert_int_equal(llms_session_feed_tokens(b[i], toks, 7 * KV_BLOCK_TOKENS), LLMS_OK);
+    }
+    assert_int_equal(kv->cap, 16);
+    vk_kv_trim(kv);                                  /* 16 of 16 in use: nothing */
+    assert_int_equal(kv_dev_bytes(m), 16 * slot);
+    llms_session_destroy(b[1]);
+    vk_kv_trim(kv);                                  /* 9 of 16: nothing */
+    assert_int_equal(kv_dev_bytes(m), 16 * slot);
+    llms_session_destroy(b[0]);
+    /* Two blocks taken and freed with no pass since: their zeroing waits. */
+    kv_seq q = {0};
+    assert_int_equal(kv_seq_reserve(&m->kv, &q, 2 * KV_BLOCK_TOKENS, 0), LLMS_OK);
+    assert_int_equal(q.blocks[0]->slot, 2);
+    assert_int_equal(q.blocks[1]->slot, 3);
+    kv_seq_free(&m->kv, &q);
+    assert_int_equal(kv->n_ops, 2);
+    vk_kv_trim(kv);
+    assert_int_equal(kv->cap, 4);
+    assert_int_equal(kv_dev_bytes(m), 4 * slot);
+    int32_t got[12], want[12];
+    greedy_more(a, got, 12);                          /* grows again past 4 */
+    check_validation();
+    llms_session *c;
+    assert_int_equal(llms_session_create(m, NULL, &c), LLMS_OK);
+    assert_int_equal(llms_session_feed_tokens(c, toks, 20), LLMS_OK);
+    greedy_more(c, want, 12);
+    assert_memory_equal(got, want, sizeof got);
+    llms_session_destroy(c);
+    llms_session_destroy(a);
+    vk_kv_trim(kv);
+    assert_int_equal(kv_dev_bytes(m), 0);
+    assert_int_equal(kv->cap, 0);
+    /* And from nothing again. */
+    assert_int_equal(llms_session_create(m, NULL, &c), LLMS_OK);
+    assert_int_equal(llms_session_feed_tokens(c, toks, 20), LLMS_OK);
+    greedy_more(c, got, 12);
+    assert_memory_equal(got, want, sizeof got);
+    llms_session_destroy(c);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
 /* A failed test leaves no hook armed for the next. */
 static int reset_hooks(void **state) {
     (void)state;
+    g_peak_model = NULL;
     vk_debug_select(-1, 0, 0);
     unsetenv("LLMS_VK_NO_HOST_MAP");
     vk_debug_coopmat(0, 0);
@@ -843,6 +1214,10 @@ int main(void) {
         cmocka_unit_test_teardown(test_device_lost_during_upload, reset_hooks),
         cmocka_unit_test_teardown(test_oom_model_upload, reset_hooks),
         cmocka_unit_test_teardown(test_oom_during_pass, reset_hooks),
+        cmocka_unit_test_teardown(test_oom_kv_preempts, reset_hooks),
+        cmocka_unit_test_teardown(test_oom_kv_too_big, reset_hooks),
+        cmocka_unit_test_teardown(test_kv_trim, reset_hooks),
+        cmocka_unit_test_teardown(test_kv_trim_slots, reset_hooks),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -39,4 +39,16 @@ typedef struct fwd_batch {
  * written to `logits` in batch order, n_vocab floats each. */
 llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits);
 
+/* Backend storage of the KV blocks (src/backend/vulkan/kv_resident.c; the
+ * host pool of the CPU backend has none of it).
+ *   capacity: bytes of blocks the storage holds without growing, which a
+ *     device out of memory makes the limit (the scheduler's make_room);
+ *     UINT64_MAX for host blocks.
+ *   device_bytes: device memory the storage holds (0 for host blocks).
+ *   trim: gives back device memory few blocks use (vk_kv_trim); for quiet
+ *     moments. No lock of the pool, device or cache may be held. */
+uint64_t backend_kv_capacity(llms_model *m);
+uint64_t backend_kv_device_bytes(llms_model *m);
+void backend_kv_trim(llms_model *m);
+
 #endif

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "prefix_cache.h"
+#include "../backend/backend.h"
 #include "../core/error.h"
 #include "../core/params.h"
 #include "../session/session_batch.h"
@@ -81,12 +82,16 @@ static void drop_entry(llms_cache *c, pc_entry **link) {
 
 LLMS_API void llms_cache_destroy(llms_cache *c) {
     if (!c) return;
+    llms_model *m = c->m;
+    int had = c->n_entries > 0;
     for (uint32_t b = 0; b < N_BUCKETS; b++)
         while (c->buckets[b]) drop_entry(c, &c->buckets[b]);
     for (uint32_t i = 0; i < c->n_groups; i++) xfree(c->a, c->groups[i]);
     xfree(c->a, c->groups);
     pthread_mutex_destroy(&c->lock);
     xfree(c->a, c);
+    /* Device memory the blocks held goes back where little else is used. */
+    if (had) backend_kv_trim(m);
 }
 
 llms_model *pcache_model(const llms_cache *c) { return c->m; }
@@ -409,5 +414,9 @@ LLMS_API llms_status llms_cache_clear(llms_cache *c) {
         }
     }
     pthread_mutex_unlock(&c->lock);
+    /* Outside the cache lock (trimming takes the device lock and waits
+     * for the device): device memory the dropped blocks held goes back,
+     * where little else is in use (vk_kv_trim). */
+    backend_kv_trim(c->m);
     return LLMS_OK;
 }

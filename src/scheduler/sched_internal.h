@@ -94,6 +94,12 @@ struct llms_scheduler {
     ev_item *step_head, *step_tail; /* produced by the current step */
     int32_t step_events;
     metrics mx;
+    /* The KV capacity a device out of memory revealed (bytes; dev_limited
+     * says whether one did): a limit like kv_budget_bytes until the
+     * scheduler next goes idle (see kv_limit in scheduler.c). */
+    uint64_t dev_kv_limit;
+    int dev_limited;
+    int busy;                   /* had requests since it was last idle */
     /* batch scratch */
     int32_t *b_tokens;
     uint32_t *b_pos, *b_seq;

@@ -330,6 +330,8 @@ LLMS_API void llms_scheduler_destroy(llms_scheduler *S) {
     }
     for (uint32_t i = 0; S->waiting && i < S->n_waiting; i++) request_free(S, S->waiting[i]);
     for (uint32_t i = 0; S->running && i < S->n_running; i++) request_free(S, S->running[i]);
+    /* The sessions' KV blocks are free: device memory goes back. */
+    if (S->n_waiting + S->n_running) backend_kv_trim(S->m);
     free_events(S, S->ev_head);
     free_events(S, S->step_head);
     for (uint32_t i = 0; i < S->n_tenants; i++) {
@@ -528,6 +530,36 @@ static void compact(llms_scheduler *S, request **arr, uint32_t *n, int state_kee
     *n = k;
 }
 
+/* The KV bytes the running requests may hold: kv_budget_bytes, and the
+ * device's capacity once a device out of memory revealed it (it then
+ * bounds the KV like a budget: make_room evicts and preempts to stay under
+ * it instead of the allocation failing). UINT64_MAX: no limit. Caller
+ * holds lock. */
+static uint64_t kv_limit(const llms_scheduler *S) {
+    uint64_t lim = S->p.kv_budget_bytes ? S->p.kv_budget_bytes : UINT64_MAX;
+    return S->dev_limited && S->dev_kv_limit < lim ? S->dev_kv_limit : lim;
+}
+
+/* 1 if the KV limit in force is the device's rather than the budget. */
+static int kv_limit_is_device(const llms_scheduler *S) {
+    return S->dev_limited && (!S->p.kv_budget_bytes || S->dev_kv_limit < S->p.kv_budget_bytes);
+}
+
+/* A KV block could not be allocated for want of device memory: from now
+ * on the KV limit is what the device's storage holds now (all of it in
+ * use: it only grows when no slot is free). Returns 1 if that is news,
+ * so that making room under it and allocating again may succeed; 0 if the
+ * scheduler already kept to that limit (blocks taken outside it, by
+ * sessions of the same model for instance). Caller holds lock. */
+static int learn_device_limit(llms_scheduler *S) {
+    uint64_t cap = backend_kv_capacity(S->m);
+    if (cap == UINT64_MAX) return 0;  /* host blocks: not the device's */
+    if (S->dev_limited && S->dev_kv_limit <= cap) return 0;
+    S->dev_limited = 1;
+    S->dev_kv_limit = cap;
+    return 1;
+}
+
 /* Attach what the prefix cache holds of r's prompt (never all of it: the
  * last prompt token is always evaluated, for its logits). */
 static void attach_cached(llms_scheduler *S, request *r, int first) {
@@ -636,18 +668,17 @@ static void admit(llms_scheduler *S, double now) {
             moves++;
             preempt(S, S->running[v]);  /* appends to waiting: `best` stays valid */
             compact(S, S->running, &S->n_running, RQ_RUNNING);
-        } else if (S->p.kv_budget_bytes && S->n_running) {
-            /* Admit only what the KV budget can start (a first chunk of its
+        } else if (kv_limit(S) != UINT64_MAX && S->n_running) {
+            /* Admit only what the KV limit can start (a first chunk of its
              * tokens), evicting unused cache blocks for it; otherwise a
              * request admitted now would only be preempted again in this
              * step. With nothing running, admit anyway: the step then finds
              * out whether the request fits at all. */
-            uint64_t bb = kv_block_bytes(&S->m->kv);
+            uint64_t bb = kv_block_bytes(&S->m->kv), lim = kv_limit(S);
             uint32_t first = r->s->n_tokens < S->p.max_batch_tokens ? r->s->n_tokens : S->p.max_batch_tokens;
             uint64_t need = ((uint64_t)first / KV_BLOCK_TOKENS + 1) * bb;
-            while (kv_pool_used_bytes(&S->m->kv) + need > S->p.kv_budget_bytes && S->p.cache &&
-                   pcache_evict(S->p.cache, 1)) {}
-            if (kv_pool_used_bytes(&S->m->kv) + need > S->p.kv_budget_bytes) break;
+            while (kv_pool_used_bytes(&S->m->kv) + need > lim && S->p.cache && pcache_evict(S->p.cache, 1)) {}
+            if (kv_pool_used_bytes(&S->m->kv) + need > lim) break;
         }
         admit_one(S, (uint32_t)best, now);
     }
@@ -689,15 +720,16 @@ static uint32_t blocks_needed(llms_scheduler *S, const llms_session *s, uint32_t
     return extra;
 }
 
-/* Make room for `blocks` new blocks under the budget: evict unused cache
+/* Make room for `blocks` new blocks under the KV limit: evict unused cache
  * blocks, then preempt running requests ordered after position `self` in
  * S->order. Returns 1 if it fits. Caller holds lock. */
 static int make_room(llms_scheduler *S, uint32_t blocks, uint32_t self, uint32_t n_order) {
-    if (!S->p.kv_budget_bytes) return 1;
+    uint64_t lim = kv_limit(S);
+    if (lim == UINT64_MAX) return 1;
     uint64_t bb = kv_block_bytes(&S->m->kv);
     for (;;) {
         uint64_t used = kv_pool_used_bytes(&S->m->kv);
-        if (used + (uint64_t)blocks * bb <= S->p.kv_budget_bytes) return 1;
+        if (used + (uint64_t)blocks * bb <= lim) return 1;
         if (S->p.cache && pcache_evict(S->p.cache, 1)) continue;
         int32_t victim = -1;
         for (uint32_t i = n_order; i-- > self + 1;) {
@@ -774,19 +806,33 @@ typedef struct batch_fill {
 static uint32_t place(llms_scheduler *S, batch_fill *bf, uint32_t i, uint32_t n_order, uint32_t want) {
     request *r = S->order[i];
     llms_session *s = r->s;
-    uint32_t chunk = want < bf->budget ? want : bf->budget;
-    uint32_t need = blocks_needed(S, s, chunk);
-    if (need && !make_room(S, need, i, n_order)) {
-        /* Try a smaller prompt chunk that fits the blocks it has. */
-        uint32_t room = s->kv.n_blocks * KV_BLOCK_TOKENS - s->n_eval;
-        if (!room || room >= chunk) { bf->deferred = 1; return 0; }
-        /* It may still need a copy of a shared partial block. */
-        uint32_t cow = blocks_needed(S, s, room);
-        if (cow && !make_room(S, cow, i, n_order)) { bf->deferred = 1; return 0; }
-        chunk = room;
-    }
-    llms_status st = kv_seq_reserve(&S->m->kv, &s->kv, s->n_eval + chunk, s->n_eval);
-    if (st) {
+    uint32_t chunk;
+    /* A device out of memory for the KV blocks is an exhausted budget: the
+     * limit learnt (learn_device_limit), room is made under it as for the
+     * budget and the reservation tried again, from blocks freed now. The
+     * request fails only where no room can be made (deferred, and ended by
+     * step_locked if it cannot run even alone). A few rounds at most: each
+     * learns a smaller limit, and a reservation that fails under a known
+     * limit means another user of the model took the blocks (deferred). */
+    for (int round = 0;; round++) {
+        chunk = want < bf->budget ? want : bf->budget;
+        uint32_t need = blocks_needed(S, s, chunk);
+        if (need && !make_room(S, need, i, n_order)) {
+            /* Try a smaller prompt chunk that fits the blocks it has. */
+            uint32_t room = s->kv.n_blocks * KV_BLOCK_TOKENS - s->n_eval;
+            if (!room || room >= chunk) { bf->deferred = 1; return 0; }
+            /* It may still need a copy of a shared partial block. */
+            uint32_t cow = blocks_needed(S, s, room);
+            if (cow && !make_room(S, cow, i, n_order)) { bf->deferred = 1; return 0; }
+            chunk = room;
+        }
+        llms_status st = kv_seq_reserve(&S->m->kv, &s->kv, s->n_eval + chunk, s->n_eval);
+        if (st == LLMS_OK) break;
+        if (st == LLMS_ERR_DEVICE_MEMORY) {
+            if (round < 4 && learn_device_limit(S)) continue;
+            bf->deferred = 1;
+            return 0;
+        }
         terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, st, -1, NULL, 0);
         return 0;
     }
@@ -963,6 +1009,13 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
     double now = sched_now();
     pthread_mutex_lock(&S->lock);
     S->step_events = 0;
+    if (S->n_running || S->n_waiting) S->busy = 1;
+    if (S->dev_limited) {
+        /* The storage grew meanwhile (for a session of the same model):
+         * the device had the memory, so the limit rises with it. */
+        uint64_t cap = backend_kv_capacity(S->m);
+        if (cap != UINT64_MAX && cap > S->dev_kv_limit) S->dev_kv_limit = cap;
+    }
     /* 1. Cancellations and deadlines: terminal events and memory released now. */
     for (uint32_t pass = 0; pass < 2; pass++) {
         request **arr = pass ? S->running : S->waiting;
@@ -1014,12 +1067,18 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
     uint32_t nt = bf.nt, nm = bf.nm;
     if (nm == 0 && bf.deferred) {
         /* Nothing fits even with every lower-priority request preempted:
-         * the first deferred request cannot run within the budget. */
+         * the first deferred request cannot run within the limit. */
         for (uint32_t i = 0; i < n_order; i++) {
             request *r = S->order[i];
             if (r->state != RQ_RUNNING) continue;
-            terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR,
-                      err_set(LLMS_ERR_NO_MEMORY, "the request does not fit the KV budget"), -1, NULL, 0);
+            llms_status est =
+                kv_limit_is_device(S)
+                    ? err_set(LLMS_ERR_DEVICE_MEMORY,
+                              "the request's KV cache does not fit the device's memory even alone "
+                              "(%llu bytes of KV blocks)",
+                              (unsigned long long)S->dev_kv_limit)
+                    : err_set(LLMS_ERR_NO_MEMORY, "the request does not fit the KV budget");
+            terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, est, -1, NULL, 0);
             break;
         }
     }
@@ -1074,7 +1133,18 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
     if (S->p.cache) pcache_trim(S->p.cache);
     int32_t produced = S->step_events;
     deliver(S);
+    /* Gone idle: the device's KV storage gives back what the prefix cache
+     * does not hold (backend_kv_trim: only where little is in use), and a
+     * device limit learnt is forgotten, the memory being free again or
+     * another user's (the next device out of memory teaches it anew). */
+    int trim = S->busy && !S->n_running && !S->n_waiting;
+    if (trim) {
+        S->busy = 0;
+        S->dev_limited = 0;
+    }
     pthread_mutex_unlock(&S->lock);
+    /* Outside the lock: trimming waits for the device. */
+    if (trim) backend_kv_trim(S->m);
     if (n_events) *n_events = produced;
     if (fst) return fst;
     return nm || produced ? LLMS_OK : LLMS_AGAIN;

@@ -20,6 +20,10 @@
  * recorded at the start of the next forward pass's command buffer, so
  * neither costs a submission of its own.
  *
+ * At quiet moments (vk_kv_trim) the storage shrinks again, by truncating
+ * a free tail, when at most a quarter of its slots are in use; new blocks
+ * take the lowest free slot so that the tail frees up.
+ *
  * Threads: the hooks may be called from any thread; a store lock guards the
  * slot lists and the queue, the device lock guards the buffers. Lock order:
  * device lock, then store lock.
@@ -47,7 +51,7 @@ typedef struct vk_kv {
     uint32_t *layer_cap;           /* [n_layer] slots each buffer holds */
     uint32_t cap;                  /* slots every layer holds */
     uint32_t n_hw;                 /* slots handed out at least once */
-    uint32_t *free_slots;          /* [cap] */
+    uint32_t *free_slots;          /* [cap] a min-heap of the free slots below n_hw */
     uint32_t n_free;
     vk_kv_op *ops;                 /* queued for the next pass, in order */
     uint32_t n_ops, cap_ops;
@@ -60,6 +64,16 @@ typedef struct vk_kv {
  * submission succeeded (on failure they stay queued for the next pass). */
 llms_status vk_kv_record_ops(vk_kv *kv, uint32_t *n_taken);
 void vk_kv_retire(vk_kv *kv, uint32_t n_taken);
+
+/* Gives device memory back: if at most a quarter of the slots are in use
+ * and every slot from some index up to the capacity, at most half of it,
+ * is free and named by no queued operation, the buffers shrink to that
+ * index (to nothing if no slot is in use). Takes the device lock, then the
+ * store lock; never call it with either held (or while recording). Best
+ * effort: a shrink that fails leaves the storage as it was. */
+void vk_kv_trim(vk_kv *kv);
+/* Device memory the storage holds now (bytes, every layer). */
+uint64_t vk_kv_device_bytes(vk_kv *kv);
 
 /* Uploads the model's weights if they are not on the device yet (forward.c).
  * Device lock held. */
