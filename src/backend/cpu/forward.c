@@ -38,60 +38,98 @@ typedef struct attn_job {
     const fwd_batch *b;
     uint32_t layer;
     uint32_t heads_per_task;   /* query heads sharing one KV head, handled together */
+    uint32_t n_runs;           /* runs of tokens of one sequence (see attn_runs) */
+    const uint32_t *run_start; /* [n_runs + 1] first token of each run */
     const float *q;
     float *out;
 } attn_job;
 
 /* Query heads per attention task at most (state on the stack: acc[G][D]). */
 #define ATTN_MAX_GROUP VEC_MAX_Q
+/* Tokens per attention task at most, and the floats of their accumulators
+ * (tokens x heads x head_dim) on a task's stack. */
+#define ATTN_MAX_RUN 8
+#define ATTN_ACC_FLOATS 8192
 
-/* One token and a group of query heads that share a KV head (GQA): online
- * softmax over the sequence's positions 0..pos, streaming K/V block by
- * block without a score matrix. The group walks the KV blocks together, so
- * each block is read from memory once for all its heads and then from L1:
- * with one task per head, a 16-token prompt tail over a 1,000-token cached
- * prefix read 8x the KV (tinyllama: 32 heads on 4 KV heads) from L3. Each
- * head's arithmetic is the same whatever the grouping. */
+/* A run of tokens of one sequence and a group of query heads that share a
+ * KV head (GQA): online softmax over each token's positions 0..pos,
+ * streaming K/V block by block without a score matrix.
+ * - The head group walks the blocks together: each block is read once for
+ *   all its heads (one task per head read the KV 8x for tinyllama).
+ * - So does the run of tokens: a 16-token prompt tail over 1,000 cached
+ *   positions streamed each layer's 256 KB of K/V once per token from L2,
+ *   which cost as much as the arithmetic; now once per run.
+ * Each token's and head's arithmetic is the same whatever the grouping
+ * (deterministic mode depends on it). */
 static void attn_task(void *arg, int64_t idx, int64_t n) {
     (void)n;
     const attn_job *j = arg;
     const hparams *hp = &j->m->hp;
     const kv_pool *kv = &j->m->kv;
     const uint32_t D = hp->head_dim, H = hp->n_head, G = j->heads_per_task;
-    const uint32_t t = (uint32_t)(idx / (H / G)), h0 = (uint32_t)(idx % (H / G)) * G;
+    const uint32_t run = (uint32_t)(idx / (H / G)), h0 = (uint32_t)(idx % (H / G)) * G;
+    const uint32_t t0 = j->run_start[run], nt = j->run_start[run + 1] - t0;
     const uint32_t kvh = h0 / (H / hp->n_head_kv);
-    const kv_seq *s = j->b->seqs[j->b->seq[t]];
-    const uint32_t pos = j->b->pos[t];
+    const kv_seq *s = j->b->seqs[j->b->seq[t0]];
     const float scale = 1.0f / sqrtf((float)D);
     const vec_ops *vo = vec_best();
-    float acc[4096];
-    attn_state st;
-    attn_start(&st, acc, (int)G, (int)D);
+    float acc[ATTN_ACC_FLOATS];
+    attn_state st[ATTN_MAX_RUN];
+    uint32_t last = 0;
+    for (uint32_t i = 0; i < nt; i++) {
+        attn_start(&st[i], acc + (size_t)i * G * D, (int)G, (int)D);
+        if (j->b->pos[t0 + i] > last) last = j->b->pos[t0 + i];
+    }
     _Static_assert(KV_BLOCK_TOKENS == VEC_BLOCK, "one score vector per KV block");
     /* One KV block (KV_BLOCK_TOKENS positions, rows kv_dim apart) at a
-     * time: the group's scores, each head's online-softmax update and its
-     * weighted values, in one call. */
-    const float *q = j->q + ((size_t)t * H + h0) * D;
-    for (uint32_t p0 = 0; p0 <= pos; p0 += KV_BLOCK_TOKENS - p0 % KV_BLOCK_TOKENS) {
-        uint32_t cnt = KV_BLOCK_TOKENS - p0 % KV_BLOCK_TOKENS;
-        if (cnt > pos + 1 - p0) cnt = pos + 1 - p0;
+     * time, for every token of the run that sees it: the group's scores,
+     * each head's online-softmax update and its weighted values. */
+    for (uint32_t p0 = 0; p0 <= last; p0 += KV_BLOCK_TOKENS) {
         const float *kt = kv_k_block(kv, s, j->layer, p0) + (size_t)kvh * D * KV_BLOCK_TOKENS;
         const float *v = kv_v(kv, s, j->layer, p0) + (size_t)kvh * D;
-        vo->attn_block(q, (int)G, kt, v, kv->kv_dim, (int)cnt, (int)D, scale, &st);
+        for (uint32_t i = 0; i < nt; i++) {
+            const uint32_t pos = j->b->pos[t0 + i];
+            if (p0 > pos) continue;
+            const uint32_t cnt = pos + 1 - p0 < KV_BLOCK_TOKENS ? pos + 1 - p0 : KV_BLOCK_TOKENS;
+            const float *q = j->q + ((size_t)(t0 + i) * H + h0) * D;
+            vo->attn_block(q, (int)G, kt, v, kv->kv_dim, (int)cnt, (int)D, scale, &st[i]);
+        }
     }
-    attn_finish(&st, (int)G, (int)D, j->out + ((size_t)t * H + h0) * D, D);
+    for (uint32_t i = 0; i < nt; i++)
+        attn_finish(&st[i], (int)G, (int)D, j->out + ((size_t)(t0 + i) * H + h0) * D, D);
 }
 
-/* Heads per attention task: the whole group sharing a KV head, halved
- * while that leaves fewer than 4 tasks per thread (single-token decode
- * with few KV heads) or more state than the task's stack buffer. */
-static uint32_t attn_heads_per_task(const hparams *hp, int64_t n_tok, int threads) {
+/* Splits the batch into runs of consecutive tokens of one sequence, at most
+ * max_run long; run_start gets n_runs + 1 entries. Returns n_runs. */
+static uint32_t attn_runs(const fwd_batch *b, uint32_t max_run, uint32_t *run_start) {
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < b->n_tokens; t++)
+        if (t == 0 || b->seq[t] != b->seq[t - 1] || t - run_start[n - 1] >= max_run) run_start[n++] = t;
+    run_start[n] = b->n_tokens;
+    return n;
+}
+
+/* The task shape: heads per task, the whole group sharing a KV head, and
+ * tokens per run, as many as the accumulators allow; both halved (tokens
+ * first) while that leaves fewer than 4 tasks per thread, so that a short
+ * batch still spreads over the threads. */
+static void attn_shape(const hparams *hp, const fwd_batch *b, int threads, uint32_t *heads, uint32_t *run_len,
+                       uint32_t *run_start, uint32_t *n_runs) {
     uint32_t G = hp->n_head / hp->n_head_kv;
-    while (G > 1 && (G > ATTN_MAX_GROUP || (size_t)G * hp->head_dim > 4096 ||
-                     n_tok * (int64_t)(hp->n_head / G) < 4 * (int64_t)threads) && G % 2 == 0)
-        G /= 2;
-    if (G > ATTN_MAX_GROUP || (size_t)G * hp->head_dim > 4096) G = 1;
-    return G;
+    while (G > 1 && (G > ATTN_MAX_GROUP || (size_t)G * hp->head_dim > ATTN_ACC_FLOATS) && G % 2 == 0) G /= 2;
+    if (G > ATTN_MAX_GROUP || (size_t)G * hp->head_dim > ATTN_ACC_FLOATS) G = 1;
+    uint32_t R = ATTN_MAX_RUN;
+    while (R > 1 && (size_t)R * G * hp->head_dim > ATTN_ACC_FLOATS) R /= 2;
+    const int64_t want = 4 * (int64_t)threads;
+    for (;;) {
+        *n_runs = attn_runs(b, R, run_start);
+        if ((int64_t)*n_runs * (hp->n_head / G) >= want) break;
+        if (R > 1) R /= 2;
+        else if (G > 1 && G % 2 == 0) G /= 2;
+        else break;
+    }
+    *heads = G;
+    *run_len = R;
 }
 
 /* cpu_matmul, or in deterministic mode in groups of at most
@@ -163,8 +201,9 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
     s.gate = xmalloc_aligned(a, (size_t)(n * F) * sizeof(float), 64);
     s.up = xmalloc_aligned(a, (size_t)(n * F) * sizeof(float), 64);
     s.rope_cs = xmalloc_aligned(a, (size_t)(n * (half ? half : 1) * 2) * sizeof(float), 64);
+    uint32_t *run_start = xmalloc_aligned(a, (size_t)(n + 1) * sizeof(uint32_t), 64);
     llms_status st = LLMS_OK;
-    if (!s.x || !s.h || !s.q || !s.k || !s.v || !s.att || !s.gate || !s.up || !s.rope_cs) {
+    if (!s.x || !s.h || !s.q || !s.k || !s.v || !s.att || !s.gate || !s.up || !s.rope_cs || !run_start) {
         st = ERR_OOM();
         goto done;
     }
@@ -178,6 +217,10 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
             s.rope_cs[(t * half + i) * 2 + 1] = (float)sin(ang);
         }
     }
+
+    /* The attention tasks' shape is the same for every layer. */
+    uint32_t attn_g, attn_run, n_runs;
+    attn_shape(hp, b, pool_size(pool), &attn_g, &attn_run, run_start, &n_runs);
 
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const layer_weights *L = &m->layers[l];
@@ -199,9 +242,8 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
             kv_put_k(&m->kv, seq, l, b->pos[t], s.k + t * KV);
             memcpy(kv_v(&m->kv, seq, l, b->pos[t]), s.v + t * KV, (size_t)KV * sizeof(float));
         }
-        const uint32_t hpt = attn_heads_per_task(hp, n, pool_size(pool));
-        attn_job aj = {m, b, l, hpt, s.q, s.att};
-        pool_run(pool, n * (hp->n_head / hpt), attn_task, &aj);
+        attn_job aj = {m, b, l, attn_g, n_runs, run_start, s.q, s.att};
+        pool_run(pool, (int64_t)n_runs * (hp->n_head / attn_g), attn_task, &aj);
         if ((st = mm(b, pool, a, &L->wo, s.att, n, s.h))) goto done;
         for (int64_t i = 0; i < n * E; i++) s.x[i] += s.h[i];
 
@@ -226,5 +268,6 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
     (void)V;
 done:
     free_scratch(a, &s);
+    xfree_aligned(a, run_start);
     return st;
 }

@@ -217,9 +217,12 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_block_
         const int g = i0 + i;
         float *acc = st->acc + (size_t)g * D;
         const __m512 si = _mm512_mul_ps(s[i], _mm512_set1_ps(scale));
-        const float bm = _mm512_mask_reduce_max_ps(live, si);
         __m512 sum = _mm512_loadu_ps(st->sum[g]);
-        if (bm > st->mx[g]) {
+        /* The maximum rarely grows after the first blocks: one compare
+         * finds out, and only then the reduction (same result as always
+         * reducing: the new maximum exceeds the old). */
+        if (_mm512_mask_cmp_ps_mask(live, si, _mm512_set1_ps(st->mx[g]), _CMP_GT_OQ)) {
+            const float bm = _mm512_mask_reduce_max_ps(live, si);
             const float c = expf(st->mx[g] - bm);
             const __m512 corr = _mm512_set1_ps(c);
             sum = _mm512_mul_ps(sum, corr);
