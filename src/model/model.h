@@ -75,6 +75,7 @@ struct llms_model {
     int kv_ready;
     struct vk_model *vk;     /* device copies of the weights (Vulkan backend), or NULL */
     struct vk_kv *vk_kv;     /* device storage of the KV blocks (Vulkan backend), or NULL */
+    void *cpu_packed;        /* one block holding every repacked matrix (CPU backend, pack.c), or NULL */
 };
 
 #endif

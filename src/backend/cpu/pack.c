@@ -9,6 +9,9 @@
  */
 #include <stdlib.h>
 
+#include <sys/mman.h>
+#include <stdint.h>
+
 #include "cpu.h"
 #include "../../core/context.h"
 #include "../../core/error.h"
@@ -27,15 +30,41 @@ static void pack_task(void *arg, int64_t task, int64_t n) {
     qpack_pack(j->w->type, j->w->data, j->w->row_bytes, j->w->rows, j->w->cols, t0, t1, j->w->packed);
 }
 
-static llms_status pack_one(llms_model *m, weight *w) {
-    if (w->packed || !w->data || !qpack_supported(w->type, w->cols)) return LLMS_OK;
-    w->packed = xmalloc_aligned(m->alloc, qpack_bytes(w->type, w->rows, w->cols), 64);
-    if (!w->packed) return ERR_OOM();
+/* The packed matrices share one block on transparent huge pages where the
+ * kernel offers them (Debian's default is "madvise": only for regions that
+ * ask). Decode streams every weight once per token: with 4 KiB pages that
+ * is a TLB miss every 4 KiB, and the hardware prefetchers stop at each
+ * page edge. Measured side by side on tinyllama: +1-9% Q4_0 and +0-14%
+ * Q8_0 decode, each of six alternating pairs in favour. One block rather
+ * than one per matrix: 2 MiB alignment per matrix would reserve 2 MiB more
+ * for each of them. */
+#define HUGE_PAGE ((size_t)2 << 20)
+#define PACK_ALIGN 64
+
+static void advise_huge_pages(void *p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    uintptr_t b = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
+    if (e > b) (void)madvise((void *)b, e - b, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+static int packable(const weight *w) { return !w->packed && w->data && qpack_supported(w->type, w->cols); }
+
+static size_t packed_size(const weight *w) {
+    return (qpack_bytes(w->type, w->rows, w->cols) + PACK_ALIGN - 1) & ~(size_t)(PACK_ALIGN - 1);
+}
+
+/* Repacks w into `dst` (packed_size(w) bytes). */
+static void pack_one(llms_model *m, weight *w, uint8_t *dst) {
+    w->packed = dst;
     pack_job j = {w, 0, (w->rows + QPACK_ROWS - 1) / QPACK_ROWS};
     int64_t tasks = (int64_t)pool_size(m->ctx->pool) * 4;
     j.tiles_per_task = (j.n_tiles + tasks - 1) / tasks;
     pool_run(m->ctx->pool, (j.n_tiles + j.tiles_per_task - 1) / j.tiles_per_task, pack_task, &j);
-    return LLMS_OK;
 }
 
 /* The matrices the forward pass multiplies with, by index: the output
@@ -54,18 +83,26 @@ llms_status cpu_pack_weights(llms_model *m) {
     /* For side-by-side measurements (README, "CPU performance"): the
      * environment variable turns repacking off, leaving the kernels that
      * read the GGUF layout. */
-    if (getenv("LLMS_CPU_NO_REPACK")) return LLMS_OK;
+    if (getenv("LLMS_CPU_NO_REPACK") || m->cpu_packed) return LLMS_OK;
+    size_t total = 0;
+    for (int64_t i = 0; i < n_matrices(m); i++)
+        if (packable(matrix_at(m, i))) total += packed_size(matrix_at(m, i));
+    if (!total) return LLMS_OK;
+    uint8_t *block = xmalloc_aligned(m->alloc, total, HUGE_PAGE);
+    if (!block) return ERR_OOM();
+    advise_huge_pages(block, total);
+    m->cpu_packed = block;
     for (int64_t i = 0; i < n_matrices(m); i++) {
-        llms_status st = pack_one(m, matrix_at(m, i));
-        if (st) return st;
+        weight *w = matrix_at(m, i);
+        if (!packable(w)) continue;
+        pack_one(m, w, block);
+        block += packed_size(w);
     }
     return LLMS_OK;
 }
 
 void cpu_free_packed(llms_model *m) {
-    for (int64_t i = 0; i < n_matrices(m); i++) {
-        weight *w = matrix_at(m, i);
-        xfree_aligned(m->alloc, w->packed);
-        w->packed = NULL;
-    }
+    for (int64_t i = 0; i < n_matrices(m); i++) matrix_at(m, i)->packed = NULL;
+    xfree_aligned(m->alloc, m->cpu_packed);
+    m->cpu_packed = NULL;
 }

@@ -150,13 +150,20 @@ fail:
 
 llms_status vk_model_ensure(llms_model *m) { return m->vk ? LLMS_OK : model_upload(m, m->ctx->vk); }
 
-/* Grows scratch buffer i to at least `bytes`. */
+/* Grows scratch buffer i to at least `bytes`. Small buffers (block
+ * tables, token positions) grow to a power of two: the block table grows
+ * by 4 bytes whenever a sequence reaches a new block, and every
+ * reallocation is one more chance to meet a full device in the middle of
+ * serving. Large ones (activations, logits) take their exact size. */
 static llms_status scratch(vk_model *vm, int i, uint64_t bytes, int host_visible) {
     if (vm->s_size[i] >= bytes && vm->s[i].buf) return LLMS_OK;
+    uint64_t size = bytes;
+    if (bytes < ((uint64_t)1 << 20))
+        for (size = 256; size < bytes; size *= 2) {}
     vk_buf_destroy(vm->d, &vm->s[i]);
     vm->s_size[i] = 0;
-    llms_status st = vk_buf_create(vm->d, bytes, host_visible, &vm->s[i]);
-    if (st == LLMS_OK) vm->s_size[i] = bytes;
+    llms_status st = vk_buf_create(vm->d, size, host_visible, &vm->s[i]);
+    if (st == LLMS_OK) vm->s_size[i] = size;
     return st;
 }
 
