@@ -195,10 +195,63 @@ __attribute__((target("avx512f"))) static void axpys_512(float *acc, const float
     }
 }
 
+/* acc_i += sum_p w_i[p] * v[p] for NQ queries at once (the values of the
+ * query heads that share a KV head are the same rows): each value vector
+ * is loaded once for all of them. One query at a time (axpys) needs a load
+ * per FMA, which bound it to two thirds of the FMA rate. Query i's sums
+ * run over p in order whatever NQ is. */
+__attribute__((target("avx512f"), always_inline)) static inline void attn_pv_nq_512(
+    const float *w, const float *v, size_t stride, int cnt, int D, float *acc, const int NQ) {
+    int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        __m512 a[VEC_MAX_Q][2];
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) {
+            a[i][0] = _mm512_loadu_ps(acc + (size_t)i * D + d);
+            a[i][1] = _mm512_loadu_ps(acc + (size_t)i * D + d + 16);
+        }
+        const float *vv = v + d;
+        for (int p = 0; p < cnt; p++, vv += stride) {
+            const __m512 v0 = _mm512_loadu_ps(vv), v1 = _mm512_loadu_ps(vv + 16);
+#pragma GCC unroll 8
+            for (int i = 0; i < NQ; i++) {
+                const __m512 wi = _mm512_set1_ps(w[i * VEC_BLOCK + p]);
+                a[i][0] = _mm512_fmadd_ps(wi, v0, a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(wi, v1, a[i][1]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) {
+            _mm512_storeu_ps(acc + (size_t)i * D + d, a[i][0]);
+            _mm512_storeu_ps(acc + (size_t)i * D + d + 16, a[i][1]);
+        }
+    }
+    for (; d + 16 <= D; d += 16) {
+        __m512 a[VEC_MAX_Q];
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) a[i] = _mm512_loadu_ps(acc + (size_t)i * D + d);
+        const float *vv = v + d;
+        for (int p = 0; p < cnt; p++, vv += stride) {
+            const __m512 v0 = _mm512_loadu_ps(vv);
+#pragma GCC unroll 8
+            for (int i = 0; i < NQ; i++) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(w[i * VEC_BLOCK + p]), v0, a[i]);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) _mm512_storeu_ps(acc + (size_t)i * D + d, a[i]);
+    }
+    for (; d < D; d++)
+        for (int i = 0; i < NQ; i++) {
+            const float *vv = v + d;
+            for (int p = 0; p < cnt; p++, vv += stride) acc[(size_t)i * D + d] += w[i * VEC_BLOCK + p] * *vv;
+        }
+}
+
 /* attn_block for NQ queries: the scores of the block stay in registers
- * (one FMA chain per query, as scores_nq_512), and each query's sum of
- * weights is a vector of lane sums, so a block costs one reduction (the
- * maximum) per query. Query i's arithmetic is the same for every NQ. */
+ * (one FMA chain per query, as scores_nq_512), each query's sum of weights
+ * is a vector of lane sums, so a block costs one reduction per query at
+ * most (the maximum, when it grows), and the weighted values of all NQ
+ * queries come from one pass over the block's values. Query i's
+ * arithmetic is the same for every NQ. */
 __attribute__((target("avx512f"), always_inline)) static inline void attn_block_nq_512(
     const float *q, const float *kt, const float *v, size_t stride, int cnt, int D, float scale, attn_state *st,
     int i0, const int NQ) {
@@ -211,7 +264,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_block_
         for (int i = 0; i < NQ; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * D + d]), k, s[i]);
     }
     const __mmask16 live = (__mmask16)((1u << cnt) - 1);
-    float w[VEC_BLOCK] __attribute__((aligned(64)));
+    float w[VEC_MAX_Q * VEC_BLOCK] __attribute__((aligned(64)));
 #pragma GCC unroll 8
     for (int i = 0; i < NQ; i++) {
         const int g = i0 + i;
@@ -233,9 +286,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_block_
         }
         const __m512 e = _mm512_maskz_mov_ps(live, exp_512(_mm512_sub_ps(si, _mm512_set1_ps(st->mx[g]))));
         _mm512_storeu_ps(st->sum[g], _mm512_add_ps(sum, e));
-        _mm512_store_ps(w, e);
-        axpys_512(acc, v, stride, w, cnt, D);
+        _mm512_store_ps(w + i * VEC_BLOCK, e);
     }
+    attn_pv_nq_512(w, v, stride, cnt, D, st->acc + (size_t)i0 * D, NQ);
 }
 
 __attribute__((target("avx512f"))) static void attn_block_512(const float *q, int nq, const float *kt,
