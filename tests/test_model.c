@@ -319,9 +319,50 @@ static void test_deterministic_bitwise(void **state) {
     llms_context_destroy(ctx);
 }
 
+/* The CPU backend's private huge-page copies of the GGUF-layout matrices
+ * (the default) and LLMS_MODEL_MAPPED_WEIGHTS (read from the file
+ * mapping) give the same logits bit for bit, and each mode reads where it
+ * says: the copies outside the mapped file, the mapped mode inside it. */
+static void test_mapped_weights_flag(void **state) {
+    (void)state;
+    static const char *const models[] = {"models/rand-llama-spm-d256-q4_k_m.gguf", "models/rand-llama-spm-d128-f16.gguf"};
+    llms_context_params cp;
+    llms_context_params_init(&cp);
+    cp.backend = LLMS_BACKEND_CPU;
+    cp.n_threads = 2;
+    llms_context *ctx;
+    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
+        const char *path = fixture_path(models[k]);
+        if (!path) fixture_missing(models[k]);
+        float *logits[2];
+        for (int mapped = 0; mapped < 2; mapped++) {
+            llms_model_params mp;
+            llms_model_params_init(&mp);
+            mp.flags = mapped ? LLMS_MODEL_MAPPED_WEIGHTS : 0;
+            llms_model *m;
+            assert_int_equal(llms_model_load(ctx, path, &mp, &m), LLMS_OK);
+            const gguf_tensor *t = gguf_find_tensor(m->file, "blk.0.ffn_down.weight");
+            assert_non_null(t);
+            const weight *w = &m->layers[0].w_down;
+            const int in_file = (const void *)w->data == t->data;
+            if (in_file != mapped)
+                fail_msg("%s: w_down read from %s with mapped=%d", models[k], in_file ? "the file" : "a copy", mapped);
+            logits[mapped] = decode_logits(m, 0);
+            llms_model_destroy(m);
+        }
+        if (memcmp(logits[0], logits[1], 256 * sizeof(float)) != 0)
+            fail_msg("%s: logits differ between the huge-page copy and the mapping", models[k]);
+        free(logits[0]);
+        free(logits[1]);
+    }
+    llms_context_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deterministic_bitwise),
+        cmocka_unit_test(test_mapped_weights_flag),
         cmocka_unit_test(test_golden_aidreams),
         cmocka_unit_test(test_golden_d128_f16),
         cmocka_unit_test(test_golden_d128_q8_0),

@@ -8,6 +8,7 @@
  * in use.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include <sys/mman.h>
 #include <stdint.h>
@@ -30,17 +31,20 @@ static void pack_task(void *arg, int64_t task, int64_t n) {
     qpack_pack(j->w->type, j->w->data, j->w->row_bytes, j->w->rows, j->w->cols, t0, t1, j->w->packed);
 }
 
-/* The packed matrices share one block on transparent huge pages where the
- * kernel offers them (Debian's default is "madvise": only for regions that
- * ask). Decode streams every weight once per token: with 4 KiB pages that
- * is a TLB miss every 4 KiB, and the hardware prefetchers stop at each
- * page edge. Measured side by side on tinyllama: +1-9% Q4_0 and +0-14%
- * Q8_0 decode, each of six alternating pairs in favour. One block rather
- * than one per matrix: 2 MiB alignment per matrix would reserve 2 MiB more
- * for each of them. */
+/* The weights a CPU forward pass streams live in one block on transparent
+ * huge pages where the kernel offers them (Debian's default is "madvise":
+ * only for regions that ask): the repacked matrices, and a copy of the
+ * GGUF-layout rows still read (matrices without a packed form, and the
+ * K-quants, which decode single tokens from that layout). Decode streams
+ * every weight once per token: with the file mapping's 4 KiB pages that is
+ * a TLB miss every 4 KiB, and the hardware prefetchers stop at each page
+ * edge. Measured side by side on tinyllama: +1-9% Q4_0 and +0-14% Q8_0
+ * decode, each of six alternating pairs in favour. One block rather than
+ * one per matrix: 2 MiB alignment per matrix would reserve 2 MiB more for
+ * each of them. The file's pages are then no longer touched after load
+ * (page cache the kernel may drop), so resident memory does not grow. */
 #define HUGE_PAGE ((size_t)2 << 20)
 #define PACK_ALIGN 64
-
 static void advise_huge_pages(void *p, size_t bytes) {
 #ifdef MADV_HUGEPAGE
     uintptr_t b = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
@@ -53,6 +57,18 @@ static void advise_huge_pages(void *p, size_t bytes) {
 }
 
 static int packable(const weight *w) { return !w->packed && w->data && qpack_supported(w->type, w->cols); }
+
+/* GGUF-layout rows the forward pass reads (see use_packed in matmul.c),
+ * copied unless the host asked to keep reading the mapping. */
+static int needs_copy(const llms_model *m, const weight *w) {
+    if (!w->data || (m->flags & LLMS_MODEL_MAPPED_WEIGHTS)) return 0;
+    if (!packable(w)) return 1;
+    return w->type == LLMS_TYPE_Q4_K || w->type == LLMS_TYPE_Q6_K;
+}
+
+static size_t data_size(const weight *w) {
+    return ((size_t)w->rows * (size_t)w->row_bytes + PACK_ALIGN - 1) & ~(size_t)(PACK_ALIGN - 1);
+}
 
 static size_t packed_size(const weight *w) {
     return (qpack_bytes(w->type, w->rows, w->cols) + PACK_ALIGN - 1) & ~(size_t)(PACK_ALIGN - 1);
@@ -81,12 +97,15 @@ static weight *matrix_at(llms_model *m, int64_t i) {
 
 llms_status cpu_pack_weights(llms_model *m) {
     /* For side-by-side measurements (README, "CPU performance"): the
-     * environment variable turns repacking off, leaving the kernels that
-     * read the GGUF layout. */
+     * environment variable turns repacking (and the huge-page copies) off,
+     * leaving the kernels that read the GGUF layout from the file. */
     if (getenv("LLMS_CPU_NO_REPACK") || m->cpu_packed) return LLMS_OK;
     size_t total = 0;
-    for (int64_t i = 0; i < n_matrices(m); i++)
-        if (packable(matrix_at(m, i))) total += packed_size(matrix_at(m, i));
+    for (int64_t i = 0; i < n_matrices(m); i++) {
+        const weight *w = matrix_at(m, i);
+        if (packable(w)) total += packed_size(w);
+        if (needs_copy(m, w)) total += data_size(w);
+    }
     if (!total) return LLMS_OK;
     uint8_t *block = xmalloc_aligned(m->alloc, total, HUGE_PAGE);
     if (!block) return ERR_OOM();
@@ -94,13 +113,22 @@ llms_status cpu_pack_weights(llms_model *m) {
     m->cpu_packed = block;
     for (int64_t i = 0; i < n_matrices(m); i++) {
         weight *w = matrix_at(m, i);
-        if (!packable(w)) continue;
-        pack_one(m, w, block);
-        block += packed_size(w);
+        const int pack = packable(w), copy = needs_copy(m, w);
+        if (copy) {
+            memcpy(block, w->data, (size_t)w->rows * (size_t)w->row_bytes);
+            w->data = block;
+            block += data_size(w);
+        }
+        if (pack) {
+            pack_one(m, w, block);
+            block += packed_size(w);
+        }
     }
     return LLMS_OK;
 }
 
+/* At model destruction only: the copied matrices' data points into the
+ * block too. */
 void cpu_free_packed(llms_model *m) {
     for (int64_t i = 0; i < n_matrices(m); i++) matrix_at(m, i)->packed = NULL;
     xfree_aligned(m->alloc, m->cpu_packed);
