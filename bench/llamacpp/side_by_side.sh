@@ -40,7 +40,7 @@ for t in $types; do
         build/bin/llms-mkmodel --shape $shape --type "$t" --out "$f.part" && mv "$f.part" "$f"
     fi
     model=$(realpath "$f")
-    ours_pp=0; ours_tg=0; ref_pp=0; ref_tg=0
+    ours_pp=0; ours_tg=0; ref_pp=0; ref_tg=0; frac=0
     r=0
     while [ $r -lt "$rounds" ]; do
         # Alternate which engine goes first, so a drift in the machine's speed
@@ -57,6 +57,12 @@ for t in $types; do
             tg=$(echo "$j" | sed -n 's/.*"gen_tok_s": *\([0-9.]*\).*/\1/p')
             echo "side-by-side: $t round $r $who: prompt $pp tok/s, gen $tg tok/s"
             if [ "$who" = ours ]; then
+                # llms-bench's own bandwidth probe, same run: generation as a
+                # fraction of the machine's limit (best round).
+                f=$(echo "$j" | sed -n 's/.*"gen_fraction_of_bandwidth_limit": *\([0-9.]*\).*/\1/p')
+                frac=$(echo "$frac $f" | awk '{print ($2 > $1) ? $2 : $1}')
+            fi
+            if [ "$who" = ours ]; then
                 ours_pp=$(echo "$ours_pp $pp" | awk '{print ($2 > $1) ? $2 : $1}')
                 ours_tg=$(echo "$ours_tg $tg" | awk '{print ($2 > $1) ? $2 : $1}')
             else
@@ -66,10 +72,11 @@ for t in $types; do
         done
         r=$((r + 1))
     done
-    line=$(awk -v t="$t" -v a="$ours_pp" -v b="$ours_tg" -v c="$ref_pp" -v d="$ref_tg" 'BEGIN {
-        printf "{\"type\": \"%s\", \"llmserve\": {\"prompt_tok_s\": %s, \"gen_tok_s\": %s}, \"llama_cpp\": {\"prompt_tok_s\": %s, \"gen_tok_s\": %s}, \"prompt_ratio\": %.3f, \"gen_ratio\": %.3f}", t, a, b, c, d, a / c, b / d }')
-    printf '%s  %s' "$sep" "$line" >> "$out.tmp"; sep=',\n'
-    awk -v t="$t" -v a="$ours_pp" -v b="$ours_tg" -v c="$ref_pp" -v d="$ref_tg" 'BEGIN {
-        printf "%-7s prompt %7.1f vs %7.1f tok/s (%.2fx)   gen %6.2f vs %6.2f tok/s (%.2fx)\n", t, a, c, a / c, b, d, b / d }'
+    line=$(awk -v t="$t" -v a="$ours_pp" -v b="$ours_tg" -v c="$ref_pp" -v d="$ref_tg" -v f="$frac" 'BEGIN {
+        printf "{\"type\": \"%s\", \"llmserve\": {\"prompt_tok_s\": %s, \"gen_tok_s\": %s, \"gen_fraction_of_bandwidth_limit\": %s}, \"llama_cpp\": {\"prompt_tok_s\": %s, \"gen_tok_s\": %s}, \"prompt_ratio\": %.3f, \"gen_ratio\": %.3f}", t, a, b, f, c, d, a / c, b / d }')
+    [ -n "$sep" ] && printf ',\n' >> "$out.tmp"
+    printf '  %s' "$line" >> "$out.tmp"; sep=1
+    awk -v t="$t" -v a="$ours_pp" -v b="$ours_tg" -v c="$ref_pp" -v d="$ref_tg" -v f="$frac" 'BEGIN {
+        printf "%-7s prompt %7.1f vs %7.1f tok/s (%.2fx)   gen %6.2f vs %6.2f tok/s (%.2fx), ours at %.0f%% of the bandwidth limit\n", t, a, c, a / c, b, d, b / d, 100 * f }'
 done
 printf '\n]}\n' >> "$out.tmp"; mv "$out.tmp" "$out"; echo "side-by-side: wrote $out"
