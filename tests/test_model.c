@@ -294,16 +294,22 @@ static float *decode_logits(llms_model *m, int with_other) {
     return out;
 }
 
-static void test_deterministic_bitwise(void **state) {
-    (void)state;
-    static const char *const models[] = {"models/rand-llama-spm-d128-q4_0.gguf", "models/rand-llama-spm-d128-q8_0.gguf",
-                                         "models/rand-llama-spm-d256-q4_k_m.gguf", "models/rand-llama-spm-d128-f16.gguf"};
+/* A context on the CPU backend, two threads. */
+static llms_context *cpu_context(void) {
     llms_context_params cp;
     llms_context_params_init(&cp);
     cp.backend = LLMS_BACKEND_CPU;
     cp.n_threads = 2;
     llms_context *ctx;
     assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    return ctx;
+}
+
+static void test_deterministic_bitwise(void **state) {
+    (void)state;
+    static const char *const models[] = {"models/rand-llama-spm-d128-q4_0.gguf", "models/rand-llama-spm-d128-q8_0.gguf",
+                                         "models/rand-llama-spm-d256-q4_k_m.gguf", "models/rand-llama-spm-d128-f16.gguf"};
+    llms_context *ctx = cpu_context();
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
         const char *path = fixture_path(models[k]);
         if (!path) fixture_missing(models[k]);
@@ -326,12 +332,7 @@ static void test_deterministic_bitwise(void **state) {
 static void test_mapped_weights_flag(void **state) {
     (void)state;
     static const char *const models[] = {"models/rand-llama-spm-d256-q4_k_m.gguf", "models/rand-llama-spm-d128-f16.gguf"};
-    llms_context_params cp;
-    llms_context_params_init(&cp);
-    cp.backend = LLMS_BACKEND_CPU;
-    cp.n_threads = 2;
-    llms_context *ctx;
-    assert_int_equal(llms_context_create(&cp, &ctx), LLMS_OK);
+    llms_context *ctx = cpu_context();
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
         const char *path = fixture_path(models[k]);
         if (!path) fixture_missing(models[k]);

@@ -105,13 +105,13 @@ __attribute__((target("avx512f"))) static inline __m512 exp_512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-/* nq queries against one block of keys: one FMA chain per query, each key
- * row loaded once. A single query's chain is bound by the FMA latency,
- * which is why attention passes all the heads that share a KV head. */
-__attribute__((target("avx512f"), always_inline)) static inline void scores_nq_512(const float *q, const float *kt,
-                                                                                  int D, float scale, float *out,
-                                                                                  const int NQ) {
-    __m512 s[VEC_MAX_Q];
+/* NQ queries against one block of keys, into s[0..NQ): one FMA chain per
+ * query, each key row loaded once. A single query's chain is bound by the
+ * FMA latency, which is why attention passes all the heads that share a
+ * KV head. (Unscaled: the callers scale.) */
+__attribute__((target("avx512f"), always_inline)) static inline void block_scores_512(const float *q,
+                                                                                     const float *kt, int D,
+                                                                                     __m512 *s, const int NQ) {
 #pragma GCC unroll 8
     for (int i = 0; i < NQ; i++) s[i] = _mm512_setzero_ps();
     for (int d = 0; d < D; d++) {
@@ -119,6 +119,13 @@ __attribute__((target("avx512f"), always_inline)) static inline void scores_nq_5
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * D + d]), k, s[i]);
     }
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void scores_nq_512(const float *q, const float *kt,
+                                                                                  int D, float scale, float *out,
+                                                                                  const int NQ) {
+    __m512 s[VEC_MAX_Q];
+    block_scores_512(q, kt, D, s, NQ);
 #pragma GCC unroll 8
     for (int i = 0; i < NQ; i++) _mm512_storeu_ps(out + i * VEC_BLOCK, _mm512_mul_ps(s[i], _mm512_set1_ps(scale)));
 }
@@ -247,7 +254,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_pv_nq_
 }
 
 /* attn_block for NQ queries: the scores of the block stay in registers
- * (one FMA chain per query, as scores_nq_512), each query's sum of weights
+ * (block_scores_512), each query's sum of weights
  * is a vector of lane sums, so a block costs one reduction per query at
  * most (the maximum, when it grows), and the weighted values of all NQ
  * queries come from one pass over the block's values. Query i's
@@ -256,13 +263,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_block_
     const float *q, const float *kt, const float *v, size_t stride, int cnt, int D, float scale, attn_state *st,
     int i0, const int NQ) {
     __m512 s[VEC_MAX_Q];
-#pragma GCC unroll 8
-    for (int i = 0; i < NQ; i++) s[i] = _mm512_setzero_ps();
-    for (int d = 0; d < D; d++) {
-        const __m512 k = _mm512_loadu_ps(kt + d * VEC_BLOCK);
-#pragma GCC unroll 8
-        for (int i = 0; i < NQ; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * D + d]), k, s[i]);
-    }
+    block_scores_512(q, kt, D, s, NQ);
     const __mmask16 live = (__mmask16)((1u << cnt) - 1);
     float w[VEC_MAX_Q * VEC_BLOCK] __attribute__((aligned(64)));
 #pragma GCC unroll 8
