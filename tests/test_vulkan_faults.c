@@ -989,6 +989,47 @@ static void test_oom_kv_preempts(void **state) {
     check_validation();
 }
 
+/* A device out of memory while a forward pass grows its scratch buffers
+ * (they grow with the batch): the scheduler preempts the batch's requests
+ * instead of failing them and takes smaller batches from then on. The
+ * scratch is sized by 8-token passes before the fault, the storage for 4
+ * KV blocks; then the 4 prompts arrive together (a larger first batch).
+ * Every request finishes with its output alone. */
+static void test_oom_scratch_shrinks_batch(void **state) {
+    (void)state;
+    need_device();
+    if (!fixture_path(MODEL)) {
+        fixture_missing(MODEL);
+        return;
+    }
+    llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
+    llms_model *m = load(ctx);
+    llms_scheduler *S = sq_sched(m, NULL);
+    sq_out ref[SQ], got[SQ];
+    sq_reference(S, ref);
+    llms_session *s;
+    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
+    int32_t toks[SQ_BATCH];
+    for (int i = 0; i < SQ_BATCH; i++) toks[i] = i ? 3 + (i * 31) % 400 : 1;
+    for (int i = 0; i < SQ_BATCH; i += 8) assert_int_equal(llms_session_feed_tokens(s, toks + i, 8), LLMS_OK);
+    llms_session_destroy(s);
+    vk_debug_inject(ctx->vk, VK_FAULT_OOM, 0);
+    uint64_t ids[SQ];
+    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
+    sq_run(S, ids, SQ, got);
+    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
+    llms_scheduler_stats st;
+    llms_scheduler_stats_init(&st);
+    assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
+    assert_int_equal(st.requests_failed, 0);
+    assert_true(st.preemptions > 0);
+    vk_debug_inject(ctx->vk, VK_FAULT_NONE, 0);
+    llms_scheduler_destroy(S);
+    llms_model_destroy(m);
+    llms_context_destroy(ctx);
+    check_validation();
+}
+
 /* A request whose KV cannot fit the device even alone (a prompt of five
  * blocks, four on the device) ends with an ERROR event carrying
  * DEVICE_MEMORY; a smaller one of lower priority, submitted with it, is
@@ -1215,6 +1256,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_oom_model_upload, reset_hooks),
         cmocka_unit_test_teardown(test_oom_during_pass, reset_hooks),
         cmocka_unit_test_teardown(test_oom_kv_preempts, reset_hooks),
+        cmocka_unit_test_teardown(test_oom_scratch_shrinks_batch, reset_hooks),
         cmocka_unit_test_teardown(test_oom_kv_too_big, reset_hooks),
         cmocka_unit_test_teardown(test_kv_trim, reset_hooks),
         cmocka_unit_test_teardown(test_kv_trim_slots, reset_hooks),

@@ -99,6 +99,9 @@ struct llms_scheduler {
      * scheduler next goes idle (see kv_limit in scheduler.c). */
     uint64_t dev_kv_limit;
     int dev_limited;
+    /* Tokens per batch at most after a forward pass ran out of device
+     * memory (its scratch grows with the batch); 0: max_batch_tokens. */
+    uint32_t dev_batch_cap;
     int busy;                   /* had requests since it was last idle */
     /* batch scratch */
     int32_t *b_tokens;

@@ -12,6 +12,7 @@
 #include "sched_internal.h"
 #include "../backend/backend.h"
 #include "../cache/prefix_cache.h"
+#include "../core/context.h"
 #include "../core/error.h"
 #include "../core/params.h"
 #include "../session/session_batch.h"
@@ -1055,7 +1056,9 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
     }
     qsort(S->order, n_order, sizeof *S->order, cmp_order);
     for (uint32_t t = 0; t < S->n_tenants; t++) S->tenants[t].step_tokens = 0;
-    batch_fill bf = {S->p.max_batch_tokens, 0, 0, 0};
+    uint32_t budget = S->p.max_batch_tokens;
+    if (S->dev_batch_cap && S->dev_batch_cap < budget) budget = S->dev_batch_cap;
+    batch_fill bf = {budget, 0, 0, 0};
     for (uint32_t i = 0; i < n_order && bf.budget; i++) {
         request *r = S->order[i];
         if (r->state != RQ_RUNNING) continue;
@@ -1098,7 +1101,15 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
         histo_observe(&S->mx.batch, nt);
     }
 
-    /* 6. Commit, cache full prompt blocks, sample and stream. */
+    /* 6. Commit, cache full prompt blocks, sample and stream.
+     * A device out of memory in the pass (scratch buffers that grow with
+     * the batch; KV blocks were reserved before it) is an exhausted
+     * budget too: nothing of the batch is committed, its requests are
+     * preempted (recomputed later, their output unchanged) and later
+     * batches take at most half as many tokens, until the scheduler is
+     * idle again. A batch of one token that still does not fit fails. */
+    const int shrink = fst == LLMS_ERR_DEVICE_MEMORY && nt > 1;
+    if (shrink) S->dev_batch_cap = nt / 2;
     uint32_t li = 0;
     for (uint32_t j = 0; j < nm; j++) {
         request *r = S->members[j].r;
@@ -1107,8 +1118,9 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
         int want = s->n_eval + n == s->n_tokens;
         if (fst) {
             /* The forward pass failed: the KV written for these tokens is
-             * unknown, so the requests end with the error. */
-            terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, fst, -1, NULL, 0);
+             * unknown, so the requests end with the error, or start over. */
+            if (shrink) preempt(S, r);
+            else terminate(S, r, LLMS_EVENT_ERROR, LLMS_FINISH_ERROR, fst, -1, NULL, 0);
             continue;
         }
         tenant_charge(&S->tenants[r->tenant], n);
@@ -1141,12 +1153,17 @@ static llms_status step_locked(llms_scheduler *S, int32_t *n_events) {
     if (trim) {
         S->busy = 0;
         S->dev_limited = 0;
+        S->dev_batch_cap = 0;
     }
     pthread_mutex_unlock(&S->lock);
-    /* Outside the lock: trimming waits for the device. */
+    /* Outside the lock: trimming waits for the device, and the host's log
+     * callback may call the scheduler. */
     if (trim) backend_kv_trim(S->m);
+    if (shrink)
+        ctx_log(S->m->ctx, LLMS_LOG_WARN, "scheduler: out of device memory for a batch of %u tokens; "
+                "its requests start over, batches of at most %u tokens until idle", nt, nt / 2);
     if (n_events) *n_events = produced;
-    if (fst) return fst;
+    if (fst && !shrink) return fst;
     return nm || produced ? LLMS_OK : LLMS_AGAIN;
 }
 

@@ -160,11 +160,16 @@ static llms_status scratch(vk_model *vm, int i, uint64_t bytes, int host_visible
     uint64_t size = bytes;
     if (bytes < ((uint64_t)1 << 20))
         for (size = 256; size < bytes; size *= 2) {}
+    /* The new buffer first: if the device is full, the old one stays and
+     * smaller passes still run (the scheduler retries with smaller
+     * batches). */
+    vk_buf nb;
+    llms_status st = vk_buf_create(vm->d, size, host_visible, &nb);
+    if (st != LLMS_OK) return st;
     vk_buf_destroy(vm->d, &vm->s[i]);
-    vm->s_size[i] = 0;
-    llms_status st = vk_buf_create(vm->d, size, host_visible, &vm->s[i]);
-    if (st == LLMS_OK) vm->s_size[i] = size;
-    return st;
+    vm->s[i] = nb;
+    vm->s_size[i] = size;
+    return LLMS_OK;
 }
 
 /* Decode-sized batches (and the deterministic mode, whose per-token
