@@ -271,8 +271,9 @@ enum {
     /* CPU backend: stream the matrices it does not repack (F16/F32, and
      * the K-quants' single-token decode) from the file mapping, shared
      * with other processes, instead of a private copy on huge pages (the
-     * default: about 10% faster decode, the copy's memory private to this
-     * process). Since: 0.2. */
+     * default for a mapped file: about 10% faster decode, the copy's
+     * memory private to this process; weights read into a buffer, with
+     * LLMS_MODEL_NO_MMAP or from memory, are never copied). Since: 0.2. */
     LLMS_MODEL_MAPPED_WEIGHTS = 1u << 2
 };
 

@@ -326,36 +326,39 @@ static void test_deterministic_bitwise(void **state) {
 }
 
 /* The CPU backend's private huge-page copies of the GGUF-layout matrices
- * (the default) and LLMS_MODEL_MAPPED_WEIGHTS (read from the file
- * mapping) give the same logits bit for bit, and each mode reads where it
- * says: the copies outside the mapped file, the mapped mode inside it. */
+ * (the default, for a mapped file), LLMS_MODEL_MAPPED_WEIGHTS (read from
+ * the mapping) and LLMS_MODEL_NO_MMAP (read from the library's buffer of
+ * the file, never copied a second time) give the same logits bit for bit,
+ * and each mode reads where it says. */
 static void test_mapped_weights_flag(void **state) {
     (void)state;
     static const char *const models[] = {"models/rand-llama-spm-d256-q4_k_m.gguf", "models/rand-llama-spm-d128-f16.gguf"};
+    static const uint32_t flags[3] = {0, LLMS_MODEL_MAPPED_WEIGHTS, LLMS_MODEL_NO_MMAP};
     llms_context *ctx = cpu_context();
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
         const char *path = fixture_path(models[k]);
         if (!path) fixture_missing(models[k]);
-        float *logits[2];
-        for (int mapped = 0; mapped < 2; mapped++) {
+        float *logits[3];
+        for (int mode = 0; mode < 3; mode++) {
             llms_model_params mp;
             llms_model_params_init(&mp);
-            mp.flags = mapped ? LLMS_MODEL_MAPPED_WEIGHTS : 0;
+            mp.flags = flags[mode];
             llms_model *m;
             assert_int_equal(llms_model_load(ctx, path, &mp, &m), LLMS_OK);
             const gguf_tensor *t = gguf_find_tensor(m->file, "blk.0.ffn_down.weight");
             assert_non_null(t);
             const weight *w = &m->layers[0].w_down;
             const int in_file = (const void *)w->data == t->data;
-            if (in_file != mapped)
-                fail_msg("%s: w_down read from %s with mapped=%d", models[k], in_file ? "the file" : "a copy", mapped);
-            logits[mapped] = decode_logits(m, 0);
+            if (in_file != (mode != 0))
+                fail_msg("%s: w_down read from %s with flags %u", models[k], in_file ? "the file" : "a copy",
+                         flags[mode]);
+            logits[mode] = decode_logits(m, 0);
             llms_model_destroy(m);
         }
-        if (memcmp(logits[0], logits[1], 256 * sizeof(float)) != 0)
-            fail_msg("%s: logits differ between the huge-page copy and the mapping", models[k]);
-        free(logits[0]);
-        free(logits[1]);
+        for (int mode = 1; mode < 3; mode++)
+            if (memcmp(logits[0], logits[mode], 256 * sizeof(float)) != 0)
+                fail_msg("%s: logits differ between the huge-page copy and flags %u", models[k], flags[mode]);
+        for (int mode = 0; mode < 3; mode++) free(logits[mode]);
     }
     llms_context_destroy(ctx);
 }

@@ -89,6 +89,9 @@ uint32_t gguf_version(const gguf_file *f);
 uint32_t gguf_alignment(const gguf_file *f);
 uint64_t gguf_data_offset(const gguf_file *f);  /* file offset of the data section */
 uint64_t gguf_file_size(const gguf_file *f);
+/* 1 if the data is a mapping of the file, 0 if it is a buffer (read with
+ * GGUF_OPEN_NO_MMAP or where mapping failed, or the host's memory). */
+int gguf_is_mapped(const gguf_file *f);
 
 /* Key/values in file order. */
 uint64_t gguf_kv_count(const gguf_file *f);

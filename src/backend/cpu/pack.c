@@ -16,6 +16,7 @@
 #include "cpu.h"
 #include "../../core/context.h"
 #include "../../core/error.h"
+#include "../../gguf/gguf.h"
 #include "../../quant/qpack.h"
 
 typedef struct pack_job {
@@ -59,9 +60,11 @@ static void advise_huge_pages(void *p, size_t bytes) {
 static int packable(const weight *w) { return !w->packed && w->data && qpack_supported(w->type, w->cols); }
 
 /* GGUF-layout rows the forward pass reads (see use_packed in matmul.c),
- * copied unless the host asked to keep reading the mapping. */
+ * copied from a file mapping unless the host asked to keep reading it.
+ * Data already in a buffer (LLMS_MODEL_NO_MMAP, or the host's memory) is
+ * not copied: that would hold the weights twice. */
 static int needs_copy(const llms_model *m, const weight *w) {
-    if (!w->data || (m->flags & LLMS_MODEL_MAPPED_WEIGHTS)) return 0;
+    if (!w->data || (m->flags & LLMS_MODEL_MAPPED_WEIGHTS) || !gguf_is_mapped(m->file)) return 0;
     if (!packable(w)) return 1;
     return w->type == LLMS_TYPE_Q4_K || w->type == LLMS_TYPE_Q6_K;
 }
