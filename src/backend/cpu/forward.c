@@ -56,9 +56,11 @@ typedef struct attn_job {
  * streaming K/V block by block without a score matrix.
  * - The head group walks the blocks together: each block is read once for
  *   all its heads (one task per head read the KV 8x for tinyllama).
- * - So does the run of tokens: a 16-token prompt tail over 1,000 cached
- *   positions streamed each layer's 256 KB of K/V once per token from L2,
- *   which cost as much as the arithmetic; now once per run.
+ * - So does the run of tokens: each K/V block is read once per run rather
+ *   than once per token (a 16-token tail over 1,000 cached positions read
+ *   each layer's 256 KB of K/V sixteen times). On the 2-core development
+ *   machine the FMA rate bounds attention and this measured level; it
+ *   spares cache traffic where more cores share it.
  * Each token's and head's arithmetic is the same whatever the grouping
  * (deterministic mode depends on it). */
 static void attn_task(void *arg, int64_t idx, int64_t n) {
@@ -112,9 +114,9 @@ static uint32_t attn_runs(const fwd_batch *b, uint32_t max_run, uint32_t *run_st
 /* The task shape: heads per task, the whole group sharing a KV head, and
  * tokens per run, as many as the accumulators allow; both halved (tokens
  * first) while that leaves fewer than 4 tasks per thread, so that a short
- * batch still spreads over the threads. */
-static void attn_shape(const hparams *hp, const fwd_batch *b, int threads, uint32_t *heads, uint32_t *run_len,
-                       uint32_t *run_start, uint32_t *n_runs) {
+ * batch still spreads over the threads. Fills run_start (attn_runs). */
+static void attn_shape(const hparams *hp, const fwd_batch *b, int threads, uint32_t *heads, uint32_t *run_start,
+                       uint32_t *n_runs) {
     uint32_t G = hp->n_head / hp->n_head_kv;
     while (G > 1 && (G > ATTN_MAX_GROUP || (size_t)G * hp->head_dim > ATTN_ACC_FLOATS) && G % 2 == 0) G /= 2;
     if (G > ATTN_MAX_GROUP || (size_t)G * hp->head_dim > ATTN_ACC_FLOATS) G = 1;
@@ -129,7 +131,6 @@ static void attn_shape(const hparams *hp, const fwd_batch *b, int threads, uint3
         else break;
     }
     *heads = G;
-    *run_len = R;
 }
 
 /* cpu_matmul, or in deterministic mode in groups of at most
@@ -219,8 +220,8 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
     }
 
     /* The attention tasks' shape is the same for every layer. */
-    uint32_t attn_g, attn_run, n_runs;
-    attn_shape(hp, b, pool_size(pool), &attn_g, &attn_run, run_start, &n_runs);
+    uint32_t attn_g, n_runs;
+    attn_shape(hp, b, pool_size(pool), &attn_g, run_start, &n_runs);
 
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const layer_weights *L = &m->layers[l];
