@@ -928,16 +928,17 @@ static uint64_t kv_dev_bytes(llms_model *m) {
 }
 
 /* Fills the device so that the KV storage holds `slots` blocks and can
- * never grow: a session's pass of SQ_BATCH tokens sizes the scratch
- * buffers for the largest batch first (and its blocks grow the storage),
- * then every later vkAllocateMemory fails. */
-static void sq_fill_device(llms_context *ctx, llms_model *m, uint32_t slots) {
+ * never grow: a session's passes of `chunk` tokens (SQ_BATCH in all) size
+ * the scratch buffers for batches of `chunk` tokens (SQ_BATCH: the largest
+ * batch) and grow the storage, then every later vkAllocateMemory fails. */
+static void sq_fill_device(llms_context *ctx, llms_model *m, uint32_t slots, int chunk) {
     vk_kv *kv = m->vk_kv;
     llms_session *s;
     assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
     int32_t toks[SQ_BATCH];
     for (int i = 0; i < SQ_BATCH; i++) toks[i] = i ? 3 + (i * 31) % 400 : 1;
-    assert_int_equal(llms_session_feed_tokens(s, toks, SQ_BATCH), LLMS_OK);
+    for (int i = 0; i < SQ_BATCH; i += chunk)
+        assert_int_equal(llms_session_feed_tokens(s, toks + i, (size_t)chunk), LLMS_OK);
     llms_session_destroy(s);
     assert_int_equal(kv->cap, slots);
     vk_debug_inject(ctx->vk, VK_FAULT_OOM, 0);
@@ -959,7 +960,7 @@ static void test_oom_kv_preempts(void **state) {
     llms_scheduler *S = sq_sched(m, NULL);
     sq_out ref[SQ], got[SQ];
     sq_reference(S, ref);
-    sq_fill_device(ctx, m, SQ_BATCH / KV_BLOCK_TOKENS);
+    sq_fill_device(ctx, m, SQ_BATCH / KV_BLOCK_TOKENS, SQ_BATCH);
     uint64_t full = kv_dev_bytes(m);
     g_peak_model = m;
     g_kv_peak = 0;
@@ -1007,13 +1008,7 @@ static void test_oom_scratch_shrinks_batch(void **state) {
     llms_scheduler *S = sq_sched(m, NULL);
     sq_out ref[SQ], got[SQ];
     sq_reference(S, ref);
-    llms_session *s;
-    assert_int_equal(llms_session_create(m, NULL, &s), LLMS_OK);
-    int32_t toks[SQ_BATCH];
-    for (int i = 0; i < SQ_BATCH; i++) toks[i] = i ? 3 + (i * 31) % 400 : 1;
-    for (int i = 0; i < SQ_BATCH; i += 8) assert_int_equal(llms_session_feed_tokens(s, toks + i, 8), LLMS_OK);
-    llms_session_destroy(s);
-    vk_debug_inject(ctx->vk, VK_FAULT_OOM, 0);
+    sq_fill_device(ctx, m, SQ_BATCH / KV_BLOCK_TOKENS, 8);
     uint64_t ids[SQ];
     for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
     sq_run(S, ids, SQ, got);
@@ -1046,7 +1041,7 @@ static void test_oom_kv_too_big(void **state) {
     llms_scheduler *S = sq_sched(m, NULL);
     sq_out ref[SQ], got[2];
     sq_reference(S, ref);
-    sq_fill_device(ctx, m, SQ_BATCH / KV_BLOCK_TOKENS);
+    sq_fill_device(ctx, m, SQ_BATCH / KV_BLOCK_TOKENS, SQ_BATCH);
     enum { BIG = 5 * KV_BLOCK_TOKENS };
     int32_t big[BIG];
     for (int i = 0; i < BIG; i++) big[i] = i ? 3 + (i * 17) % 400 : 1;
