@@ -1,6 +1,7 @@
 /*
  * Core: the thread pool (every task exactly once, regions issued before the
- * workers have even started, many short regions in a row), the context's
+ * workers have even started, many short regions in a row; claimed ranges
+ * cover every unit once, in long then shrinking pieces), the context's
  * parameters, and the log callback (silent by default, never sees prompt or
  * output text unless the host opts in).
  */
@@ -53,6 +54,54 @@ static void test_pool_each_task_once(void **state) {
             count_job j = {hits};
             pool_run(p, n, count_task, &j);
             for (int i = 0; i < n; i++) assert_int_equal(atomic_load(&hits[i]), 1);
+        }
+        pool_destroy(p);
+    }
+}
+
+typedef struct range_job {
+    atomic_int *hits;
+    atomic_int n_ranges;
+    atomic_llong largest;
+    int64_t n, grain;
+} range_job;
+
+static void range_task(void *arg, int64_t b, int64_t e) {
+    range_job *j = arg;
+    assert_true(b >= 0 && b < e && e <= j->n);
+    /* Only the range that ends the units may be under the grain. */
+    assert_true(e - b >= j->grain || e == j->n);
+    for (int64_t i = b; i < e; i++) atomic_fetch_add(&j->hits[i], 1);
+    atomic_fetch_add(&j->n_ranges, 1);
+    long long cur = atomic_load(&j->largest);
+    while (e - b > cur && !atomic_compare_exchange_weak(&j->largest, &cur, e - b)) {}
+}
+
+/* pool_run_ranges (decode's matrix products): each unit exactly once, in
+ * ranges of at least the grain, the first ones long (a quarter of the units
+ * with two threads) and the count small, interleaved with pool_run regions. */
+static void test_pool_ranges(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    static atomic_int hits[N];
+    for (int threads = 1; threads <= 4; threads++) {
+        threadpool *p;
+        assert_int_equal(pool_create(&lalloc_libc, threads, &p), LLMS_OK);
+        for (int rep = 0; rep < 300; rep++) {
+            int64_t n = 1 + (rep * 37) % N, grain = 1 + rep % 9;
+            for (int64_t i = 0; i < n; i++) atomic_init(&hits[i], 0);
+            range_job j = {hits, 0, 0, n, grain};
+            pool_run_ranges(p, n, grain, range_task, &j);
+            for (int64_t i = 0; i < n; i++) assert_int_equal(atomic_load(&hits[i]), 1);
+            int64_t first = n / (2 * threads) > grain ? n / (2 * threads) : (grain < n ? grain : n);
+            assert_true(atomic_load(&j.largest) >= first);
+            /* Geometric shrinking: far fewer claims than units. */
+            if (n >= 500 && grain == 1) assert_true(atomic_load(&j.n_ranges) < 20 * threads + 40);
+            atomic_int one[3];
+            for (int i = 0; i < 3; i++) atomic_init(&one[i], 0);
+            count_job cj = {one};
+            pool_run(p, 3, count_task, &cj);
+            for (int i = 0; i < 3; i++) assert_int_equal(atomic_load(&one[i]), 1);
         }
         pool_destroy(p);
     }
@@ -142,6 +191,7 @@ static void test_log_callback(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_each_task_once),
+        cmocka_unit_test(test_pool_ranges),
         cmocka_unit_test(test_context_params),
         cmocka_unit_test(test_log_callback),
     };

@@ -17,16 +17,38 @@ struct threadpool {
     pthread_cond_t wake;
     pthread_cond_t done_cv;
     /* current region */
-    pool_fn fn;
+    pool_fn fn;                    /* a pool_run region, or */
+    pool_range_fn range_fn;        /* a pool_run_ranges one */
     void *arg;
-    int64_t n_tasks;
+    int64_t n_tasks;               /* tasks, or units for range_fn */
+    int64_t grain;
     atomic_llong next;             /* next task index to claim */
     atomic_int active;             /* workers still inside the region */
     atomic_uint generation;        /* bumped at each region start */
     atomic_int stop;
 };
 
+static void run_ranges(threadpool *p) {
+    const int64_t n = p->n_tasks, div = 2 * (int64_t)p->n_threads;
+    int64_t cur = atomic_load_explicit(&p->next, memory_order_relaxed);
+    while (cur < n) {
+        int64_t size = (n - cur) / div;
+        if (size < p->grain) size = p->grain;
+        if (size > n - cur) size = n - cur;
+        /* On failure cur holds the current claim point: retry from there. */
+        if (!atomic_compare_exchange_weak_explicit(&p->next, &cur, cur + size, memory_order_relaxed,
+                                                   memory_order_relaxed))
+            continue;
+        p->range_fn(p->arg, cur, cur + size);
+        cur = atomic_load_explicit(&p->next, memory_order_relaxed);
+    }
+}
+
 static void run_tasks(threadpool *p) {
+    if (p->range_fn) {
+        run_ranges(p);
+        return;
+    }
     for (;;) {
         int64_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
         if (i >= p->n_tasks) break;
@@ -121,16 +143,15 @@ void pool_destroy(threadpool *p) {
 
 int pool_size(const threadpool *p) { return p ? p->n_threads : 1; }
 
-void pool_run(threadpool *p, int64_t n, pool_fn fn, void *arg) {
-    if (n <= 0) return;
-    if (!p || p->n_started == 0 || n == 1) {
-        for (int64_t i = 0; i < n; i++) fn(arg, i, n);
-        return;
-    }
+/* Starts a region (fn or range_fn set), takes part in it and waits for
+ * the workers to leave it. */
+static void run_region(threadpool *p, int64_t n, int64_t grain, pool_fn fn, pool_range_fn range_fn, void *arg) {
     pthread_mutex_lock(&p->region_lock);
     p->fn = fn;
+    p->range_fn = range_fn;
     p->arg = arg;
     p->n_tasks = n;
+    p->grain = grain < 1 ? 1 : grain;
     atomic_store(&p->next, 0);
     atomic_store(&p->active, p->n_started);
     pthread_mutex_lock(&p->lock);
@@ -155,4 +176,22 @@ void pool_run(threadpool *p, int64_t n, pool_fn fn, void *arg) {
 #endif
     }
     pthread_mutex_unlock(&p->region_lock);
+}
+
+void pool_run(threadpool *p, int64_t n, pool_fn fn, void *arg) {
+    if (n <= 0) return;
+    if (!p || p->n_started == 0 || n == 1) {
+        for (int64_t i = 0; i < n; i++) fn(arg, i, n);
+        return;
+    }
+    run_region(p, n, 1, fn, NULL, arg);
+}
+
+void pool_run_ranges(threadpool *p, int64_t n, int64_t grain, pool_range_fn fn, void *arg) {
+    if (n <= 0) return;
+    if (!p || p->n_started == 0 || n <= grain) {
+        fn(arg, 0, n);
+        return;
+    }
+    run_region(p, n, grain, NULL, fn, arg);
 }

@@ -49,19 +49,27 @@ typedef struct matvec_job {
     const void *act;        /* x quantized to the dot kernel's activation type */
     const float *xf;
     float *y;
-    int64_t n_tok, rows_per_task;
+    int64_t n_tok;
     size_t act_row_bytes;
     uint32_t act_type;
     const uint8_t *prep;    /* qdot512 activations, or NULL */
     size_t prep_row_bytes;
 } matvec_job;
 
-static void matvec_task(void *arg, int64_t task, int64_t n_tasks) {
-    (void)n_tasks;
-    const matvec_job *j = arg;
+/* Rows are handed out in units of 16: whole cache lines of output per
+ * claim (no false sharing). */
+#define MV_UNIT 16
+
+/* The smallest claim worth making: about 32 KiB of weights, so claiming
+ * (one atomic) stays well under the time the claim's rows take. */
+static int64_t claim_grain(size_t unit_bytes) {
+    int64_t g = (int64_t)((32u << 10) / (unit_bytes ? unit_bytes : 1));
+    return g < 1 ? 1 : g;
+}
+
+static void matvec_rows(const matvec_job *j, int64_t r0, int64_t r1) {
     const weight *w = j->w;
-    int64_t r0 = task * j->rows_per_task;
-    int64_t r1 = r0 + j->rows_per_task < w->rows ? r0 + j->rows_per_task : w->rows;
+    if (r1 > w->rows) r1 = w->rows;
     if (r1 <= r0) return;
     if (j->prep) {
         qdot512_rows_n(w->type, w->cols, w->data + (uint64_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, j->prep,
@@ -76,10 +84,14 @@ static void matvec_task(void *arg, int64_t task, int64_t n_tasks) {
     }
 }
 
-/* Quantizes the activations and splits the rows into tasks; *tasks gets
- * the count. Buffers are freed by matvec_done. */
-static llms_status matvec_setup(threadpool *pool, const lalloc *a, const weight *w, const float *x, int64_t n,
-                                float *y, matvec_job *j, int64_t *tasks_out) {
+static void matvec_range(void *arg, int64_t u0, int64_t u1) {
+    matvec_rows(arg, u0 * MV_UNIT, u1 * MV_UNIT);
+}
+
+/* Quantizes the activations; *units_out gets the matrix's row units.
+ * Buffers are freed by matvec_done. */
+static llms_status matvec_setup(const lalloc *a, const weight *w, const float *x, int64_t n, float *y,
+                                matvec_job *j, int64_t *units_out) {
     uint32_t at = quant_act_type(w->type);
     memset(j, 0, sizeof *j);
     j->w = w;
@@ -113,12 +125,7 @@ static llms_status matvec_setup(threadpool *pool, const lalloc *a, const weight 
             j->prep = prep;
         }
     }
-    /* Enough tasks to balance the threads, few enough to amortise dispatch. */
-    int64_t tasks = (int64_t)pool_size(pool) * 8;
-    j->rows_per_task = (w->rows + tasks - 1) / tasks;
-    /* Whole cache lines of output per task (no false sharing). */
-    j->rows_per_task = (j->rows_per_task + 15) / 16 * 16;
-    *tasks_out = (w->rows + j->rows_per_task - 1) / j->rows_per_task;
+    *units_out = (w->rows + MV_UNIT - 1) / MV_UNIT;
     return LLMS_OK;
 }
 
@@ -132,10 +139,10 @@ static void matvec_done(const lalloc *a, matvec_job *j) {
 static llms_status matvec(threadpool *pool, const lalloc *a, const weight *w, const float *x,
                           int64_t n, float *y) {
     matvec_job j;
-    int64_t tasks;
-    llms_status st = matvec_setup(pool, a, w, x, n, y, &j, &tasks);
+    int64_t units;
+    llms_status st = matvec_setup(a, w, x, n, y, &j, &units);
     if (st) return st;
-    pool_run(pool, tasks, matvec_task, &j);
+    pool_run_ranges(pool, units, claim_grain(MV_UNIT * w->row_bytes), matvec_range, &j);
     matvec_done(a, &j);
     return LLMS_OK;
 }
@@ -147,15 +154,16 @@ static llms_status packed_matmul(threadpool *pool, const lalloc *a, const weight
                                  const float *x, int64_t n, float *const *ys);
 typedef struct matvec_group {
     matvec_job j[MV_MAX];
-    int64_t first[MV_MAX + 1];
+    int64_t first[MV_MAX + 1];  /* first row unit of each matrix */
     int n;
 } matvec_group;
 
-static void matvec_group_task(void *arg, int64_t task, int64_t n_tasks) {
+static void matvec_group_range(void *arg, int64_t u0, int64_t u1) {
     const matvec_group *g = arg;
-    int k = 0;
-    while (k + 1 < g->n && task >= g->first[k + 1]) k++;
-    matvec_task((void *)&g->j[k], task - g->first[k], n_tasks);
+    for (int k = 0; k < g->n; k++) {
+        int64_t b = u0 > g->first[k] ? u0 : g->first[k], e = u1 < g->first[k + 1] ? u1 : g->first[k + 1];
+        if (b < e) matvec_rows(&g->j[k], (b - g->first[k]) * MV_UNIT, (e - g->first[k]) * MV_UNIT);
+    }
 }
 
 llms_status cpu_matmul_n(threadpool *pool, const lalloc *a, const weight *const *ws, int nw, const float *x,
@@ -178,12 +186,12 @@ llms_status cpu_matmul_n(threadpool *pool, const lalloc *a, const weight *const 
     g.first[0] = 0;
     llms_status st = LLMS_OK;
     for (int k = 0; k < nw; k++) {
-        int64_t tasks;
-        if ((st = matvec_setup(pool, a, ws[k], x, n, ys[k], &g.j[k], &tasks))) break;
-        g.first[k + 1] = g.first[k] + tasks;
+        int64_t units;
+        if ((st = matvec_setup(a, ws[k], x, n, ys[k], &g.j[k], &units))) break;
+        g.first[k + 1] = g.first[k] + units;
         g.n++;
     }
-    if (!st) pool_run(pool, g.first[g.n], matvec_group_task, &g);
+    if (!st) pool_run_ranges(pool, g.first[g.n], claim_grain(MV_UNIT * ws[0]->row_bytes), matvec_group_range, &g);
     for (int k = 0; k < g.n; k++) matvec_done(a, &g.j[k]);
     return st;
 }
@@ -194,8 +202,7 @@ typedef struct packed_job {
     const weight *const *ws;
     float *const *ys;
     int nw;
-    int64_t first[MV_MAX + 1];      /* first task of each matrix */
-    int64_t tiles_per_task[MV_MAX];
+    int64_t first[MV_MAX + 1];      /* first tile of each matrix */
     qpack_act act;
     const float *x;
 } packed_job;
@@ -206,16 +213,15 @@ static void packed_act_task(void *arg, int64_t t, int64_t n) {
     qpack_act_quantize(j->ws[0]->type, &j->act, t, j->x + t * j->act.K);
 }
 
-static void packed_task(void *arg, int64_t task, int64_t n_tasks) {
-    (void)n_tasks;
+static void packed_range(void *arg, int64_t u0, int64_t u1) {
     const packed_job *j = arg;
-    int k = 0;
-    while (k + 1 < j->nw && task >= j->first[k + 1]) k++;
-    const weight *w = j->ws[k];
-    const int64_t n_tiles = (w->rows + QPACK_ROWS - 1) / QPACK_ROWS;
-    int64_t t0 = (task - j->first[k]) * j->tiles_per_task[k], t1 = t0 + j->tiles_per_task[k];
-    if (t1 > n_tiles) t1 = n_tiles;
-    qpack_matmul_tiles(w->type, w->packed, w->rows, w->cols, t0, t1, &j->act, j->ys[k], w->rows);
+    for (int k = 0; k < j->nw; k++) {
+        int64_t b = u0 > j->first[k] ? u0 : j->first[k], e = u1 < j->first[k + 1] ? u1 : j->first[k + 1];
+        const weight *w = j->ws[k];
+        if (b < e)
+            qpack_matmul_tiles(w->type, w->packed, w->rows, w->cols, b - j->first[k], e - j->first[k], &j->act,
+                               j->ys[k], w->rows);
+    }
 }
 
 /* Y_k = X W_k^T for nw (<= MV_MAX) packed matrices of one type and K: the
@@ -239,15 +245,8 @@ static llms_status packed_matmul(threadpool *pool, const lalloc *a, const weight
         for (int64_t t = 0; t < n; t++) qpack_act_quantize(ws[0]->type, &j.act, t, x + t * K);
     else
         pool_run(pool, n, packed_act_task, &j);
-    /* Enough tasks to balance the threads (rows differ in cost only by
-     * the matrix they belong to), few enough to amortise dispatch. */
-    const int64_t want = (int64_t)pool_size(pool) * 8;
-    for (int k = 0; k < nw; k++) {
-        const int64_t n_tiles = (ws[k]->rows + QPACK_ROWS - 1) / QPACK_ROWS;
-        j.tiles_per_task[k] = (n_tiles + want - 1) / want;
-        j.first[k + 1] = j.first[k] + (n_tiles + j.tiles_per_task[k] - 1) / j.tiles_per_task[k];
-    }
-    pool_run(pool, j.first[nw], packed_task, &j);
+    for (int k = 0; k < nw; k++) j.first[k + 1] = j.first[k] + (ws[k]->rows + QPACK_ROWS - 1) / QPACK_ROWS;
+    pool_run_ranges(pool, j.first[nw], claim_grain(qpack_tile_bytes(ws[0]->type, K)), packed_range, &j);
     xfree_aligned(a, buf);
     return LLMS_OK;
 }
