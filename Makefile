@@ -131,6 +131,11 @@ build/bin/llms-server: examples/llms-server.c $(SHLIB) lib/libllmserve.so $(PUBL
 build/bin/%: bench/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h)
 	@mkdir -p build/bin
 	$(EXAMPLE_CC)
+# llms-bench measures OpenBLAS sgemm beside the prompt figures (the float
+# weights' compute ceiling), so it links the library's BLAS too.
+build/bin/llms-bench: bench/llms-bench.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h)
+	@mkdir -p build/bin
+	$(EXAMPLE_CC) -lopenblas
 
 # The C++ wrapper (include/llmserve.hpp, header-only) and its example,
 # built as C++17 against the shared library.

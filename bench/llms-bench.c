@@ -11,7 +11,14 @@
  *   - the machine's memory read bandwidth (a multi-threaded streaming sum
  *     over a buffer far larger than the caches),
  * and prints generation speed as a fraction of the bandwidth limit
- * (bandwidth / bytes per token). Best of --reps repetitions for each figure.
+ * (bandwidth / bytes per token). Speeds are the best of --reps runs. The
+ * bandwidth is read between generated tokens (each step timed alone, a
+ * 128 MiB read after it), and a run's fraction is the time its tokens'
+ * weights take at the bandwidth read beside each over the time they took;
+ * the fraction printed is the median over the runs, the bandwidth the
+ * median of the runs' averages. Bandwidth on this shared machine swings
+ * between about 30 and 58 GB/s within seconds, so a reading taken at
+ * another moment says little.
  *
  * With --concurrency and/or --shared-prefix it measures the scheduler
  * instead:
@@ -39,6 +46,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/mman.h>
+
+#include <cblas.h>
 
 #include "../examples/common/cli.h"
 
@@ -69,43 +78,58 @@ static void *bw_thread(void *arg) {
     return NULL;
 }
 
-/* GB/s of reading a 1 GiB buffer with n threads, best of `reps`. The
- * buffer is on transparent huge pages where the kernel gives them, as the
- * library's CPU weights are (src/backend/cpu/pack.c): the limit is what
- * this machine's memory delivers at best, and 4 KiB pages read slower
- * (measured here: 26-31 GB/s against 32-34). */
-static double read_bandwidth(int n_threads, int reps) {
-    size_t bytes = (size_t)1 << 30, n = bytes / sizeof(uint64_t);
-    uint64_t *buf = NULL;
-    if (posix_memalign((void **)&buf, (size_t)2 << 20, bytes) != 0) return 0;
+/* The bandwidth probe: a 1 GiB buffer read by n threads, each a
+ * contiguous share, as decode's threads read the weights. The buffer is on
+ * transparent huge pages where the kernel gives them, as the library's CPU
+ * weights are (src/backend/cpu/pack.c): the limit is what this machine's
+ * memory delivers at best, and 4 KiB pages read slower (measured here:
+ * 26-31 GB/s against 32-34). Allocated once, read many times: on a shared
+ * machine bandwidth drifts (32 to 58 GB/s within minutes here), so each
+ * generated token is followed by a reading of 128 MiB of it (four times
+ * the last-level cache, a fresh part each time), so every token's time
+ * has a bandwidth measured beside it. */
+typedef struct bw_probe {
+    uint64_t *buf;
+    size_t n;
+    int threads;
+} bw_probe;
+
+static int bw_probe_init(bw_probe *p, int n_threads) {
+    size_t bytes = (size_t)1 << 30;
+    p->n = bytes / sizeof(uint64_t);
+    p->threads = n_threads < 1 ? 1 : n_threads > 256 ? 256 : n_threads;
+    p->buf = NULL;
+    if (posix_memalign((void **)&p->buf, (size_t)2 << 20, bytes) != 0) return 0;
 #ifdef MADV_HUGEPAGE
-    (void)madvise(buf, bytes, MADV_HUGEPAGE);
+    (void)madvise(p->buf, bytes, MADV_HUGEPAGE);
 #endif
-    for (size_t i = 0; i < n; i++) buf[i] = i;
-    double best = 0;
+    for (size_t i = 0; i < p->n; i++) p->buf[i] = i;
+    return 1;
+}
+
+/* GB/s of one read of `bytes` of the buffer from byte `off` (wrapping),
+ * each thread a contiguous share. */
+static double bw_probe_slice(const bw_probe *p, size_t off, size_t bytes) {
     pthread_t th[256];
     bw_job jobs[256];
-    if (n_threads > 256) n_threads = 256;
-    for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
-        size_t per = n / (size_t)n_threads;
-        for (int t = 0; t < n_threads; t++) {
-            jobs[t].p = buf + per * (size_t)t;
-            jobs[t].n = per;
-            pthread_create(&th[t], NULL, bw_thread, &jobs[t]);
-        }
-        uint64_t total = 0;
-        for (int t = 0; t < n_threads; t++) {
-            pthread_join(th[t], NULL);
-            total += jobs[t].sum;
-        }
-        double dt = now_s() - t0;
-        if (total == 42) fprintf(stderr, " ");  /* keeps the sums alive */
-        double gbs = (double)per * n_threads * sizeof(uint64_t) / dt / 1e9;
-        if (gbs > best) best = gbs;
+    size_t n = bytes / sizeof(uint64_t), first = (off / sizeof(uint64_t)) % p->n;
+    if (n > p->n) n = p->n;
+    if (first + n > p->n) first = 0;
+    size_t per = n / (size_t)p->threads;
+    double t0 = now_s();
+    for (int t = 0; t < p->threads; t++) {
+        jobs[t].p = p->buf + first + per * (size_t)t;
+        jobs[t].n = per;
+        pthread_create(&th[t], NULL, bw_thread, &jobs[t]);
     }
-    free(buf);
-    return best;
+    uint64_t total = 0;
+    for (int t = 0; t < p->threads; t++) {
+        pthread_join(th[t], NULL);
+        total += jobs[t].sum;
+    }
+    double dt = now_s() - t0;
+    if (total == 42) fprintf(stderr, " ");  /* keeps the sums alive */
+    return (double)per * p->threads * sizeof(uint64_t) / dt / 1e9;
 }
 
 /* Weight bytes read per generated token: every tensor except the token
@@ -138,13 +162,62 @@ static void usage(const char *p) {
     exit(2);
 }
 
+/* Multiply-adds per prompt token in the weight matrices: every 2-D
+ * tensor but the token embedding table (a lookup), unless the output
+ * reuses it (tied). */
+static double matmul_params(const llms_model *m) {
+    llms_model_info info;
+    llms_model_info_init(&info);
+    llms_model_get_info(m, &info);
+    double total = 0;
+    int tied = 1;
+    llms_tensor_info t;
+    for (uint32_t i = 0; i < info.n_tensors; i++) {
+        llms_tensor_info_init(&t);
+        llms_model_tensor(m, i, &t);
+        if (!strcmp(t.name, "output.weight")) tied = 0;
+    }
+    for (uint32_t i = 0; i < info.n_tensors; i++) {
+        llms_tensor_info_init(&t);
+        llms_model_tensor(m, i, &t);
+        if (t.n_dims != 2 || (!strcmp(t.name, "token_embd.weight") && !tied)) continue;
+        total += (double)t.dims[0] * (double)t.dims[1];
+    }
+    return total;
+}
 
-/* ---- scheduler benchmarks ---- */
+/* GFLOP/s of OpenBLAS sgemm (the library's own BLAS, with the thread
+ * count the library gave it) on a prompt-shaped product: n_tok x 2048
+ * activations times a 2048 x 2048 weight matrix, best of 3. Float weights
+ * (F16, F32) are multiplied this way at prefill, so it is their compute
+ * ceiling, measured in the same run. */
+static double sgemm_gflops(long n_tok) {
+    const int M = n_tok < 64 ? 64 : (int)n_tok, K = 2048, N = 2048;
+    float *x = malloc((size_t)M * K * sizeof(float)), *w = malloc((size_t)N * K * sizeof(float)),
+          *y = malloc((size_t)M * N * sizeof(float));
+    double best = 0;
+    if (x && w && y) {
+        for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)(i % 7) * 0.25f;
+        for (size_t i = 0; i < (size_t)N * K; i++) w[i] = (float)(i % 5) * 0.125f;
+        for (int r = 0; r < 4; r++) {
+            double t0 = now_s();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+            double g = 2.0 * M * N * K / (now_s() - t0) / 1e9;
+            if (r > 0 && g > best) best = g;  /* the first warms up the threads */
+        }
+    }
+    free(x);
+    free(w);
+    free(y);
+    return best;
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
+
+/* ---- scheduler benchmarks ---- */
 
 static double pct(const double *sorted, int n, double p) {
     if (n == 0) return 0;
@@ -668,7 +741,12 @@ int main(int argc, char **argv) {
     llms_session_params sp;
     llms_session_params_init(&sp);
     sp.n_ctx = (uint32_t)(n_prompt + n_gen + 1);
-    double best_pp = 0, best_tg = 0;
+    const double bpt = bytes_per_token(m);
+    bw_probe probe;
+    if (!bw_probe_init(&probe, threads)) { fprintf(stderr, "%s: no memory for the bandwidth probe\n", argv[0]); return 1; }
+    double best_pp = 0, best_tg = 0, *rep_bw = calloc((size_t)reps, sizeof(double)),
+           *rep_frac = calloc((size_t)reps, sizeof(double));
+    if (!rep_bw || !rep_frac) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
     for (long r = 0; r < reps; r++) {
         llms_session *s;
         if ((st = llms_session_create(m, &sp, &s))) { cli_report(argv[0], "session", st); return 1; }
@@ -685,19 +763,42 @@ int main(int argc, char **argv) {
         llms_step_result_init(&res);
         long got = 0;
         /* The first step only samples (its token is evaluated by the next
-         * step), so time from the first step's end: n_gen - 1 forward passes. */
+         * step), so only the later steps are timed: n_gen - 1 forward passes.
+         * After each, the probe reads a slice: `ideal` adds up the time that
+         * step's weights take at the bandwidth read beside it. */
+        const size_t slice = (size_t)128 << 20;
+        double step_time = 0, ideal = 0;
         if (llms_session_step(s, &res) == LLMS_TOKEN) got = 1;
-        double t2 = now_s();
-        while (llms_session_step(s, &res) == LLMS_TOKEN) got++;
-        double t3 = now_s();
+        for (;;) {
+            double t2 = now_s();
+            if (llms_session_step(s, &res) != LLMS_TOKEN) break;
+            step_time += now_s() - t2;
+            ideal += bpt / (bw_probe_slice(&probe, slice * (size_t)got, slice) * 1e9);
+            got++;
+        }
         llms_session_destroy(s);
-        double pp = n_prompt / (t1 - t0), tg = got > 1 ? (got - 1) / (t3 - t2) : 0;
+        double pp = n_prompt / (t1 - t0), tg = got > 1 ? (got - 1) / step_time : 0;
         if (pp > best_pp) best_pp = pp;
         if (tg > best_tg) best_tg = tg;
+        rep_bw[r] = ideal > 0 ? bpt * (got - 1) / ideal / 1e9 : 0;
+        rep_frac[r] = step_time > 0 ? ideal / step_time : 0;
+        if (!json)
+            printf("run %ld: generation %.2f tok/s; bandwidth read between its tokens %.2f GB/s: "
+                   "%.1f%% of the limit\n", r + 1, tg, rep_bw[r], 100 * rep_frac[r]);
     }
-    double bpt = bytes_per_token(m);
-    double bw = read_bandwidth(threads, 3);
+    free(probe.buf);
+    qsort(rep_bw, (size_t)reps, sizeof(double), cmp_double);
+    qsort(rep_frac, (size_t)reps, sizeof(double), cmp_double);
+    /* Medians (the mean of the middle two for an even count). */
+    double bw = (rep_bw[(reps - 1) / 2] + rep_bw[reps / 2]) / 2;
+    double frac = (rep_frac[(reps - 1) / 2] + rep_frac[reps / 2]) / 2;
+    free(rep_bw);
+    free(rep_frac);
     double limit = bw * 1e9 / bpt;
+    /* Prompt speed against the float32 ceiling (meaningful for F16/F32
+     * weights; quantized ones use integer products that can exceed it). */
+    double gflops = llms_context_backend(ctx) == LLMS_BACKEND_CPU ? sgemm_gflops(n_prompt) : 0;
+    double pp_limit = gflops > 0 ? gflops * 1e9 / (2 * matmul_params(m)) : 0;
     llms_model_info info;
     llms_model_info_init(&info);
     llms_model_get_info(m, &info);
@@ -705,15 +806,21 @@ int main(int argc, char **argv) {
         printf("{\"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"n_params\": %llu, "
                "\"prompt_tokens\": %ld, \"gen_tokens\": %ld, \"prompt_tok_s\": %.2f, \"gen_tok_s\": %.2f, "
                "\"bytes_per_token\": %.0f, \"mem_read_gb_s\": %.2f, \"gen_limit_tok_s\": %.2f, "
-               "\"gen_fraction_of_bandwidth_limit\": %.3f}\n",
+               "\"gen_fraction_of_bandwidth_limit\": %.3f, \"sgemm_gflop_s\": %.1f, \"prompt_f32_limit_tok_s\": %.2f}\n",
                path, llms_context_backend(ctx) == LLMS_BACKEND_VULKAN ? "vulkan" : "cpu", threads,
-               (unsigned long long)info.n_params, n_prompt, n_gen, best_pp, best_tg, bpt, bw, limit, best_tg / limit);
+               (unsigned long long)info.n_params, n_prompt, n_gen, best_pp, best_tg, bpt, bw, limit, frac, gflops,
+               pp_limit);
     } else {
         printf("model %s (%llu params), %d threads\n", path, (unsigned long long)info.n_params, threads);
         printf("prompt processing: %ld tokens: %.2f tok/s\n", n_prompt, best_pp);
         printf("generation: %ld tokens: %.2f tok/s\n", n_gen, best_tg);
         printf("weights read per token: %.1f MB; memory read bandwidth: %.2f GB/s; limit %.2f tok/s; "
-               "generation at %.1f%% of the limit\n", bpt / 1e6, bw, limit, 100 * best_tg / limit);
+               "generation at %.1f%% of the limit (median of the runs, each against the bandwidth read "
+               "beside it)\n", bpt / 1e6, bw, limit, 100 * frac);
+        if (pp_limit > 0)
+            printf("float32 sgemm: %.1f GFLOP/s; a prompt token costs %.2f GFLOP in weight products, so float "
+                   "weights prefill at most %.1f tok/s (prompt at %.1f%% of that)\n",
+                   gflops, 2 * matmul_params(m) / 1e9, pp_limit, 100 * best_pp / pp_limit);
     }
     free(prompt);
     llms_model_destroy(m);
