@@ -40,14 +40,14 @@ for t in $types; do
         build/bin/llms-mkmodel --shape $shape --type "$t" --out "$f.part" && mv "$f.part" "$f"
     fi
     model=$(realpath "$f")
-    ours_pp=0; ours_tg=0; ref_pp=0; ref_tg=0; frac=0
+    ours_pp=0; ours_tg=0; ref_pp=0; ref_tg=0; fracs=
     r=0
     while [ $r -lt "$rounds" ]; do
         # Alternate which engine goes first, so a drift in the machine's speed
         # during a round does not always favour the same one.
         for who in $( [ $((r % 2)) -eq 0 ] && echo "ours ref" || echo "ref ours"); do
             if [ "$who" = ours ]; then
-                j=$(build/bin/llms-bench --model "$f" --threads "$threads" --prompt "$prompt" \
+                j=$(build/bin/llms-bench --model "$model" --threads "$threads" --prompt "$prompt" \
                         --gen "$gen" --reps "$reps" --json | tail -n 1)
             else
                 j=$(cd "$node_dir" && node bench.mjs "$model" \
@@ -57,10 +57,11 @@ for t in $types; do
             tg=$(echo "$j" | sed -n 's/.*"gen_tok_s": *\([0-9.]*\).*/\1/p')
             echo "side-by-side: $t round $r $who: prompt $pp tok/s, gen $tg tok/s"
             if [ "$who" = ours ]; then
-                # llms-bench's own bandwidth probe, same run: generation as a
-                # fraction of the machine's limit (best round).
-                f=$(echo "$j" | sed -n 's/.*"gen_fraction_of_bandwidth_limit": *\([0-9.]*\).*/\1/p')
-                frac=$(echo "$frac $f" | awk '{print ($2 > $1) ? $2 : $1}')
+                # llms-bench's own bandwidth readings, taken between its
+                # tokens: generation as a fraction of the machine's limit
+                # (every round's, lowest and highest reported).
+                fr=$(echo "$j" | sed -n 's/.*"gen_fraction_of_bandwidth_limit": *\([0-9.]*\).*/\1/p')
+                fracs="$fracs $fr"
             fi
             if [ "$who" = ours ]; then
                 ours_pp=$(echo "$ours_pp $pp" | awk '{print ($2 > $1) ? $2 : $1}')
@@ -72,11 +73,12 @@ for t in $types; do
         done
         r=$((r + 1))
     done
-    line=$(awk -v t="$t" -v a="$ours_pp" -v b="$ours_tg" -v c="$ref_pp" -v d="$ref_tg" -v f="$frac" 'BEGIN {
-        printf "{\"type\": \"%s\", \"llmserve\": {\"prompt_tok_s\": %s, \"gen_tok_s\": %s, \"gen_fraction_of_bandwidth_limit\": %s}, \"llama_cpp\": {\"prompt_tok_s\": %s, \"gen_tok_s\": %s}, \"prompt_ratio\": %.3f, \"gen_ratio\": %.3f}", t, a, b, f, c, d, a / c, b / d }')
+    lo=$(echo $fracs | tr ' ' '\n' | sort -g | head -n 1); hi=$(echo $fracs | tr ' ' '\n' | sort -g | tail -n 1)
+    line=$(awk -v t="$t" -v a="$ours_pp" -v b="$ours_tg" -v c="$ref_pp" -v d="$ref_tg" -v lo="${lo:-0}" -v hi="${hi:-0}" 'BEGIN {
+        printf "{\"type\": \"%s\", \"llmserve\": {\"prompt_tok_s\": %s, \"gen_tok_s\": %s, \"gen_fraction_of_bandwidth_limit\": [%s, %s]}, \"llama_cpp\": {\"prompt_tok_s\": %s, \"gen_tok_s\": %s}, \"prompt_ratio\": %.3f, \"gen_ratio\": %.3f}", t, a, b, lo, hi, c, d, a / c, b / d }')
     [ -n "$sep" ] && printf ',\n' >> "$out.tmp"
     printf '  %s' "$line" >> "$out.tmp"; sep=1
-    awk -v t="$t" -v a="$ours_pp" -v b="$ours_tg" -v c="$ref_pp" -v d="$ref_tg" -v f="$frac" 'BEGIN {
-        printf "%-7s prompt %7.1f vs %7.1f tok/s (%.2fx)   gen %6.2f vs %6.2f tok/s (%.2fx), ours at %.0f%% of the bandwidth limit\n", t, a, c, a / c, b, d, b / d, 100 * f }'
+    awk -v t="$t" -v a="$ours_pp" -v b="$ours_tg" -v c="$ref_pp" -v d="$ref_tg" -v lo="${lo:-0}" -v hi="${hi:-0}" 'BEGIN {
+        printf "%-7s prompt %7.1f vs %7.1f tok/s (%.2fx)   gen %6.2f vs %6.2f tok/s (%.2fx), ours at %.0f-%.0f%% of the bandwidth limit\n", t, a, c, a / c, b, d, b / d, 100 * lo, 100 * hi }'
 done
 printf '\n]}\n' >> "$out.tmp"; mv "$out.tmp" "$out"; echo "side-by-side: wrote $out"
