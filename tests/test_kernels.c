@@ -138,28 +138,33 @@ static void test_tile_products(void **state) {
     }
 }
 
-/* Decode kernels (quant/qdot512.h) against the scalar reference dot product. */
+/* Decode kernels (quant/qdot512.h) against the scalar reference dot product
+ * (Q8_0 activations; Q8_K for Q4_K). */
 static void test_qdot512(void **state) {
     (void)state;
-    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0};
-    const int64_t Ks[] = {128, 192, 2048, 5632};
+    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0, LLMS_TYPE_Q4_K};
+    const int64_t Ks[] = {128, 192, 256, 2048, 5632};
     if (!qdot512_supported(LLMS_TYPE_Q4_0, 128)) {
         printf("# qdot512: not available on this CPU\n");
         assert_false(qdot512_supported(LLMS_TYPE_Q8_0, 64));
+        assert_false(qdot512_supported(LLMS_TYPE_Q4_K, 256));
         return;
     }
-    for (size_t k = 0; k < 2; k++)
+    assert_false(qdot512_supported(LLMS_TYPE_Q6_K, 256));
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t kk = 0; kk < sizeof Ks / sizeof Ks[0]; kk++) {
             const int64_t K = Ks[kk];
             if (!qdot512_supported(types[k], K)) {
-                assert_true(types[k] == LLMS_TYPE_Q4_0 && K % 128 != 0);
+                assert_true((types[k] == LLMS_TYPE_Q4_0 && K % 128 != 0) ||
+                            (types[k] == LLMS_TYPE_Q4_K && K % 256 != 0));
                 continue;
             }
             const int64_t rows = 7;
             const uint64_t rb = type_row_bytes(type_get(types[k]), (uint64_t)K);
             uint8_t *w = xaligned(rb * rows + 64);
             float *x = xaligned((size_t)K * sizeof(float));
-            uint8_t *act = xaligned((size_t)(K / 32) * 34);
+            const uint32_t at = quant_act_type(types[k]);
+            uint8_t *act = xaligned(type_row_bytes(type_get(at), (uint64_t)K));
             void *prep = xaligned(qdot512_act_bytes(types[k], K));
             float out[7];
             for (int64_t r = 0; r < rows; r++) {
@@ -167,7 +172,7 @@ static void test_qdot512(void **state) {
                 quant_quantize_row(types[k], x, w + r * rb, K);
             }
             for (int64_t i = 0; i < K; i++) x[i] = frand() * 3.0f;
-            quant_quantize_row(LLMS_TYPE_Q8_0, x, act, K);
+            quant_quantize_row(at, x, act, K);
             qdot512_prepare(types[k], K, act, prep);
             qdot512_rows(types[k], K, w, rb, rows, prep, out);
             quant_dot_fn ref = quant_vec_dot_get(types[k], QUANT_ISA_SCALAR);
@@ -186,7 +191,7 @@ static void test_qdot512(void **state) {
             float many[NT * 7], one[7];
             for (int t = 0; t < NT; t++) {
                 for (int64_t i = 0; i < K; i++) x[i] = frand() * (float)(t + 1);
-                quant_quantize_row(LLMS_TYPE_Q8_0, x, act, K);
+                quant_quantize_row(at, x, act, K);
                 qdot512_prepare(types[k], K, act, preps + (size_t)t * pb);
             }
             qdot512_rows_n(types[k], K, w, rb, rows, preps, pb, NT, many, rows);
