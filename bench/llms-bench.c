@@ -13,10 +13,10 @@
  * and prints generation speed as a fraction of the bandwidth limit
  * (bandwidth / bytes per token). Speeds are the best of --reps runs. The
  * bandwidth is read between generated tokens (each step timed alone, a
- * 128 MiB read after it), and a run's fraction is the time its tokens'
- * weights take at the bandwidth read beside each over the time they took;
- * the fraction printed is the median over the runs, the bandwidth the
- * median of the runs' averages. Bandwidth on this shared machine swings
+ * 128 MiB read after it); a run's bandwidth is the median of its
+ * readings and its fraction its tokens/s over that bandwidth's limit; the
+ * fraction printed is the median over the runs, the bandwidth the median
+ * of the runs'. Bandwidth on this shared machine swings
  * between about 30 and 58 GB/s within seconds, so a reading taken at
  * another moment says little.
  *
@@ -132,13 +132,20 @@ static double bw_probe_slice(const bw_probe *p, size_t off, size_t bytes) {
     return (double)per * p->threads * sizeof(uint64_t) / dt / 1e9;
 }
 
-/* Weight bytes read per generated token: every tensor except the token
- * embedding table (one row of it), unless the output reuses it (tied). */
-static double bytes_per_token(const llms_model *m) {
+/* Per token, from the model's tensor table: the weight bytes a generated
+ * token reads (every tensor, but one row of the token embedding table
+ * unless the output reuses it, tied) and the multiply-adds a prompt token
+ * costs in weight matrices (every 2-D tensor but an untied embedding
+ * table, a lookup). */
+typedef struct weight_totals {
+    double bytes_per_token, macs_per_token;
+} weight_totals;
+
+static weight_totals model_totals(const llms_model *m) {
     llms_model_info info;
     llms_model_info_init(&info);
     llms_model_get_info(m, &info);
-    double total = 0;
+    weight_totals w = {0, 0};
     int tied = 1;
     llms_tensor_info t;
     for (uint32_t i = 0; i < info.n_tensors; i++) {
@@ -149,10 +156,11 @@ static double bytes_per_token(const llms_model *m) {
     for (uint32_t i = 0; i < info.n_tensors; i++) {
         llms_tensor_info_init(&t);
         llms_model_tensor(m, i, &t);
-        if (!strcmp(t.name, "token_embd.weight") && !tied) total += (double)t.n_bytes / (double)t.dims[1];
-        else total += (double)t.n_bytes;
+        int lookup = !strcmp(t.name, "token_embd.weight") && !tied;
+        w.bytes_per_token += lookup ? (double)t.n_bytes / (double)t.dims[1] : (double)t.n_bytes;
+        if (t.n_dims == 2 && !lookup) w.macs_per_token += (double)t.dims[0] * (double)t.dims[1];
     }
-    return total;
+    return w;
 }
 
 static void usage(const char *p) {
@@ -160,30 +168,6 @@ static void usage(const char *p) {
                     "[--backend auto|cpu|vulkan] [--json] [--concurrency 1,4,16,32] [--shared-prefix N]\n"
                     "       [--overload X]\n", p);
     exit(2);
-}
-
-/* Multiply-adds per prompt token in the weight matrices: every 2-D
- * tensor but the token embedding table (a lookup), unless the output
- * reuses it (tied). */
-static double matmul_params(const llms_model *m) {
-    llms_model_info info;
-    llms_model_info_init(&info);
-    llms_model_get_info(m, &info);
-    double total = 0;
-    int tied = 1;
-    llms_tensor_info t;
-    for (uint32_t i = 0; i < info.n_tensors; i++) {
-        llms_tensor_info_init(&t);
-        llms_model_tensor(m, i, &t);
-        if (!strcmp(t.name, "output.weight")) tied = 0;
-    }
-    for (uint32_t i = 0; i < info.n_tensors; i++) {
-        llms_tensor_info_init(&t);
-        llms_model_tensor(m, i, &t);
-        if (t.n_dims != 2 || (!strcmp(t.name, "token_embd.weight") && !tied)) continue;
-        total += (double)t.dims[0] * (double)t.dims[1];
-    }
-    return total;
 }
 
 /* GFLOP/s of OpenBLAS sgemm (the library's own BLAS, with the thread
@@ -741,12 +725,13 @@ int main(int argc, char **argv) {
     llms_session_params sp;
     llms_session_params_init(&sp);
     sp.n_ctx = (uint32_t)(n_prompt + n_gen + 1);
-    const double bpt = bytes_per_token(m);
+    const weight_totals totals = model_totals(m);
+    const double bpt = totals.bytes_per_token;
     bw_probe probe;
     if (!bw_probe_init(&probe, threads)) { fprintf(stderr, "%s: no memory for the bandwidth probe\n", argv[0]); return 1; }
     double best_pp = 0, best_tg = 0, *rep_bw = calloc((size_t)reps, sizeof(double)),
-           *rep_frac = calloc((size_t)reps, sizeof(double));
-    if (!rep_bw || !rep_frac) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
+           *rep_frac = calloc((size_t)reps, sizeof(double)), *slice_bw = calloc((size_t)n_gen + 1, sizeof(double));
+    if (!rep_bw || !rep_frac || !slice_bw) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
     for (long r = 0; r < reps; r++) {
         llms_session *s;
         if ((st = llms_session_create(m, &sp, &s))) { cli_report(argv[0], "session", st); return 1; }
@@ -764,24 +749,28 @@ int main(int argc, char **argv) {
         long got = 0;
         /* The first step only samples (its token is evaluated by the next
          * step), so only the later steps are timed: n_gen - 1 forward passes.
-         * After each, the probe reads a slice: `ideal` adds up the time that
-         * step's weights take at the bandwidth read beside it. */
+         * After each, the probe reads a slice; the run's bandwidth is the
+         * median of those readings (a single slice can catch a neighbour's
+         * burst or lull). */
         const size_t slice = (size_t)128 << 20;
-        double step_time = 0, ideal = 0;
+        double step_time = 0;
         if (llms_session_step(s, &res) == LLMS_TOKEN) got = 1;
         for (;;) {
             double t2 = now_s();
             if (llms_session_step(s, &res) != LLMS_TOKEN) break;
             step_time += now_s() - t2;
-            ideal += bpt / (bw_probe_slice(&probe, slice * (size_t)got, slice) * 1e9);
+            slice_bw[got - 1] = bw_probe_slice(&probe, slice * (size_t)got, slice);
             got++;
         }
         llms_session_destroy(s);
         double pp = n_prompt / (t1 - t0), tg = got > 1 ? (got - 1) / step_time : 0;
         if (pp > best_pp) best_pp = pp;
         if (tg > best_tg) best_tg = tg;
-        rep_bw[r] = ideal > 0 ? bpt * (got - 1) / ideal / 1e9 : 0;
-        rep_frac[r] = step_time > 0 ? ideal / step_time : 0;
+        if (got > 1) {
+            qsort(slice_bw, (size_t)(got - 1), sizeof(double), cmp_double);
+            rep_bw[r] = (slice_bw[(got - 2) / 2] + slice_bw[(got - 1) / 2]) / 2;
+        }
+        rep_frac[r] = rep_bw[r] > 0 ? tg * bpt / (rep_bw[r] * 1e9) : 0;
         if (!json)
             printf("run %ld: generation %.2f tok/s; bandwidth read between its tokens %.2f GB/s: "
                    "%.1f%% of the limit\n", r + 1, tg, rep_bw[r], 100 * rep_frac[r]);
@@ -794,11 +783,12 @@ int main(int argc, char **argv) {
     double frac = (rep_frac[(reps - 1) / 2] + rep_frac[reps / 2]) / 2;
     free(rep_bw);
     free(rep_frac);
+    free(slice_bw);
     double limit = bw * 1e9 / bpt;
     /* Prompt speed against the float32 ceiling (meaningful for F16/F32
      * weights; quantized ones use integer products that can exceed it). */
     double gflops = llms_context_backend(ctx) == LLMS_BACKEND_CPU ? sgemm_gflops(n_prompt) : 0;
-    double pp_limit = gflops > 0 ? gflops * 1e9 / (2 * matmul_params(m)) : 0;
+    double pp_limit = gflops > 0 ? gflops * 1e9 / (2 * totals.macs_per_token) : 0;
     llms_model_info info;
     llms_model_info_init(&info);
     llms_model_get_info(m, &info);
@@ -820,7 +810,7 @@ int main(int argc, char **argv) {
         if (pp_limit > 0)
             printf("float32 sgemm: %.1f GFLOP/s; a prompt token costs %.2f GFLOP in weight products, so float "
                    "weights prefill at most %.1f tok/s (prompt at %.1f%% of that)\n",
-                   gflops, 2 * matmul_params(m) / 1e9, pp_limit, 100 * best_pp / pp_limit);
+                   gflops, 2 * totals.macs_per_token / 1e9, pp_limit, 100 * best_pp / pp_limit);
     }
     free(prompt);
     llms_model_destroy(m);
