@@ -366,7 +366,7 @@ bench: lib examples
 		if [ ! -f $$f ]; then echo "bench: generating $$f"; \
 			build/bin/llms-mkmodel --shape $$s --type $$t --out $$f.part && mv $$f.part $$f; fi; \
 		j=$$(build/bin/llms-bench --model $$f $(BENCH_ARGS) --json | tail -n 1); \
-		printf '%s  {"shape": "%s", "type": "%s", "bench": %s}' "$$sep" $$s $$t "$$j" >> $$out.tmp; sep=',\n'; \
+		printf '%b  {"shape": "%s", "type": "%s", "bench": %s}' "$$sep" $$s $$t "$$j" >> $$out.tmp; sep=',\n'; \
 		echo "$$j" | awk -v s=$$s -v t=$$t 'BEGIN { rp["Q4_0"]=124; rg["Q4_0"]=45; rp["Q8_0"]=101; rg["Q8_0"]=27; \
 			rp["Q4_K_M"]=120; rg["Q4_K_M"]=48; rp["F16"]=89; rg["F16"]=20 } \
 			{ match($$0, /"prompt_tok_s": [0-9.]+/); pp = substr($$0, RSTART + 16, RLENGTH - 16); \
