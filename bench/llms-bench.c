@@ -83,11 +83,10 @@ static void *bw_thread(void *arg) {
  * transparent huge pages where the kernel gives them, as the library's CPU
  * weights are (src/backend/cpu/pack.c): the limit is what this machine's
  * memory delivers at best, and 4 KiB pages read slower (measured here:
- * 26-31 GB/s against 32-34). Allocated once, read many times: on a shared
- * machine bandwidth drifts (32 to 58 GB/s within minutes here), so each
- * generated token is followed by a reading of 128 MiB of it (four times
- * the last-level cache, a fresh part each time), so every token's time
- * has a bandwidth measured beside it. */
+ * 26-31 GB/s against 32-34). Allocated once, read many times: bandwidth
+ * drifts on a shared machine, so each generated token is followed by a
+ * reading of 128 MiB of it (four times the last-level cache, a fresh part
+ * each time) and every token has a bandwidth measured beside it. */
 typedef struct bw_probe {
     uint64_t *buf;
     size_t n;
@@ -107,8 +106,9 @@ static int bw_probe_init(bw_probe *p, int n_threads) {
     return 1;
 }
 
-/* GB/s of one read of `bytes` of the buffer from byte `off` (wrapping),
- * each thread a contiguous share. */
+/* GB/s of one read of `bytes` of the buffer from byte `off` (modulo the
+ * buffer; from its start where the slice would run past the end), each
+ * thread a contiguous share. */
 static double bw_probe_slice(const bw_probe *p, size_t off, size_t bytes) {
     pthread_t th[256];
     bw_job jobs[256];
