@@ -62,6 +62,15 @@ static void need_device(void) {
     skip();
 }
 
+/* The start of every test that runs the model fixture on the device:
+ * skipped (0) without a device or the fixture. */
+static int have_device_and_model(void) {
+    need_device();
+    if (fixture_path(MODEL)) return 1;
+    fixture_missing(MODEL);
+    return 0;
+}
+
 static void check_validation(void) {
     if (vk_validation_errors() > 0)
         fail_msg("validation layer reported %llu error(s); last: %s", (unsigned long long)vk_validation_errors(),
@@ -525,11 +534,7 @@ static uint64_t sched_submit(llms_scheduler *S) {
  * does not spin or hang, and later requests fail the same way at once. */
 static void test_device_lost_scheduler(void **state) {
     (void)state;
-    need_device();
-    if (!fixture_path(MODEL)) {
-        fixture_missing(MODEL);
-        return;
-    }
+    if (!have_device_and_model()) return;
     llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
     llms_model *m = load(ctx);
     llms_scheduler *S;
@@ -562,11 +567,7 @@ static void test_device_lost_scheduler(void **state) {
  * (device-local memory not mapped): the copy's submission reports it. */
 static void test_device_lost_during_upload(void **state) {
     (void)state;
-    need_device();
-    if (!fixture_path(MODEL)) {
-        fixture_missing(MODEL);
-        return;
-    }
+    if (!have_device_and_model()) return;
     setenv("LLMS_VK_NO_HOST_MAP", "1", 1);
     llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
     unsetenv("LLMS_VK_NO_HOST_MAP");
@@ -647,11 +648,7 @@ static void cpu_logits(const int32_t *toks, size_t n, float *out, int32_t V) {
  * after the fault is cleared gives the CPU's logits. */
 static void test_oom_during_pass(void **state) {
     (void)state;
-    need_device();
-    if (!fixture_path(MODEL)) {
-        fixture_missing(MODEL);
-        return;
-    }
+    if (!have_device_and_model()) return;
     enum { N = 30 };
     int32_t toks[N + 1];
     toks[0] = 1;
@@ -918,6 +915,15 @@ static void sq_reference(llms_scheduler *S, sq_out *ref) {
     }
 }
 
+/* The four prompts submitted together and run to the end: each output
+ * must be the one it gives alone (ref). */
+static void sq_run_all(llms_scheduler *S, sq_out *got, const sq_out *ref) {
+    uint64_t ids[SQ];
+    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
+    sq_run(S, ids, SQ, got);
+    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
+}
+
 /* The device KV storage (bytes, every layer). */
 static uint64_t kv_dev_bytes(llms_model *m) {
     vk_kv *kv = m->vk_kv;
@@ -950,11 +956,7 @@ static void sq_fill_device(llms_context *ctx, llms_model *m, uint32_t slots, int
  * it is idle the storage is given back (no prefix cache holds blocks). */
 static void test_oom_kv_preempts(void **state) {
     (void)state;
-    need_device();
-    if (!fixture_path(MODEL)) {
-        fixture_missing(MODEL);
-        return;
-    }
+    if (!have_device_and_model()) return;
     llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
     llms_model *m = load(ctx);
     llms_scheduler *S = sq_sched(m, NULL);
@@ -964,11 +966,8 @@ static void test_oom_kv_preempts(void **state) {
     uint64_t full = kv_dev_bytes(m);
     g_peak_model = m;
     g_kv_peak = 0;
-    uint64_t ids[SQ];
-    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
-    sq_run(S, ids, SQ, got);
+    sq_run_all(S, got, ref);
     g_peak_model = NULL;
-    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
     llms_scheduler_stats st;
     llms_scheduler_stats_init(&st);
     assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
@@ -981,8 +980,8 @@ static void test_oom_kv_preempts(void **state) {
     assert_int_equal(kv_dev_bytes(m), 0);
     /* The memory back, a request grows the storage again. */
     vk_debug_inject(ctx->vk, VK_FAULT_NONE, 0);
-    ids[0] = sq_submit(S, sq_prompts[2], NULL, 0, 0);
-    sq_run(S, ids, 1, got);
+    uint64_t id = sq_submit(S, sq_prompts[2], NULL, 0, 0);
+    sq_run(S, &id, 1, got);
     sq_expect_same(&got[0], &ref[2], 2);
     llms_scheduler_destroy(S);
     llms_model_destroy(m);
@@ -998,21 +997,14 @@ static void test_oom_kv_preempts(void **state) {
  * Every request finishes with its output alone. */
 static void test_oom_scratch_shrinks_batch(void **state) {
     (void)state;
-    need_device();
-    if (!fixture_path(MODEL)) {
-        fixture_missing(MODEL);
-        return;
-    }
+    if (!have_device_and_model()) return;
     llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
     llms_model *m = load(ctx);
     llms_scheduler *S = sq_sched(m, NULL);
     sq_out ref[SQ], got[SQ];
     sq_reference(S, ref);
     sq_fill_device(ctx, m, SQ_BATCH / KV_BLOCK_TOKENS, 8);
-    uint64_t ids[SQ];
-    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
-    sq_run(S, ids, SQ, got);
-    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
+    sq_run_all(S, got, ref);
     llms_scheduler_stats st;
     llms_scheduler_stats_init(&st);
     assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
@@ -1031,11 +1023,7 @@ static void test_oom_scratch_shrinks_batch(void **state) {
  * not lost and gives its output alone, and so does a later one. */
 static void test_oom_kv_too_big(void **state) {
     (void)state;
-    need_device();
-    if (!fixture_path(MODEL)) {
-        fixture_missing(MODEL);
-        return;
-    }
+    if (!have_device_and_model()) return;
     llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
     llms_model *m = load(ctx);
     llms_scheduler *S = sq_sched(m, NULL);
@@ -1078,11 +1066,7 @@ static void test_oom_kv_too_big(void **state) {
  * grow it again with the same outputs. */
 static void test_kv_trim(void **state) {
     (void)state;
-    need_device();
-    if (!fixture_path(MODEL)) {
-        fixture_missing(MODEL);
-        return;
-    }
+    if (!have_device_and_model()) return;
     llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
     llms_model *m = load(ctx);
     sq_out ref[SQ], got[SQ];
@@ -1096,10 +1080,7 @@ static void test_kv_trim(void **state) {
 
     g_peak_model = m;
     g_kv_peak = 0;
-    uint64_t ids[SQ];
-    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
-    sq_run(S, ids, SQ, got);
-    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
+    sq_run_all(S, got, ref);
     uint64_t block = kv_block_bytes(&m->kv), idle = kv_dev_bytes(m), vk_used = ctx->vk->used;
     print_message("device KV: %llu blocks at the peak, %llu idle with the cache\n",
                   (unsigned long long)(g_kv_peak / block), (unsigned long long)(idle / block));
@@ -1114,9 +1095,7 @@ static void test_kv_trim(void **state) {
     llms_scheduler_stats_init(&st);
     assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
     uint64_t cached = st.cached_tokens;
-    for (int q = 0; q < SQ; q++) ids[q] = sq_submit(S, sq_prompts[q], NULL, 0, 0);
-    sq_run(S, ids, SQ, got);
-    for (int q = 0; q < SQ; q++) sq_expect_same(&got[q], &ref[q], q);
+    sq_run_all(S, got, ref);
     assert_int_equal(llms_scheduler_get_stats(S, &st), LLMS_OK);
     assert_true(st.cached_tokens > cached);
 
@@ -1128,8 +1107,8 @@ static void test_kv_trim(void **state) {
     assert_int_equal(kv_pool_used_bytes(&m->kv), 0);
     assert_int_equal(kv_dev_bytes(m), 0);
     assert_int_equal(ctx->vk->used, vk_used - idle);
-    ids[0] = sq_submit(S, sq_prompts[1], NULL, 0, 0);
-    sq_run(S, ids, 1, got);
+    uint64_t id = sq_submit(S, sq_prompts[1], NULL, 0, 0);
+    sq_run(S, &id, 1, got);
     g_peak_model = NULL;
     sq_expect_same(&got[0], &ref[1], 1);
     assert_true(g_kv_peak > 0);
@@ -1163,11 +1142,7 @@ static void greedy_more(llms_session *s, int32_t *ids, int n) {
 
 static void test_kv_trim_slots(void **state) {
     (void)state;
-    need_device();
-    if (!fixture_path(MODEL)) {
-        fixture_missing(MODEL);
-        return;
-    }
+    if (!have_device_and_model()) return;
     llms_context *ctx = make_ctx(LLMS_BACKEND_VULKAN);
     llms_model *m = load(ctx);
     vk_kv *kv = m->vk_kv;
