@@ -167,7 +167,7 @@ check: test check-exports check-headers
 # ThreadSanitizer run of the concurrent tests (the scheduler's), built in
 # their own folder. OpenBLAS runs single-threaded: its threads are not
 # instrumented. LLMS_SOAK_SECONDS sets the soak's length (default 10 here).
-TSAN_TESTS := test_scheduler
+TSAN_TESTS := test_scheduler test_kvcache
 tsan-test:
 	$(MAKE) --no-print-directory SANITIZE=thread $(TSAN_TESTS:%=build/san-thread/tests/%)
 	@for t in $(TSAN_TESTS); do \

@@ -7,7 +7,9 @@
  *   linear RoPE scaling, partial rotary, key_length != n_embd / n_head,
  *   qwen2 (NEOX RoPE, Q/K/V biases, tied; also with partial rotary),
  *   and F16 weights (rounded here with our own converter, the reference
- *   using the same rounded values).
+ *   using the same rounded values). The reference rounds K and V to half
+ *   as the CPU KV cache stores them (ref_model.kv_f16); the GQA test shows
+ *   that rounding is visible at this tolerance.
  * Every position is compared, through the prefill path (one pass, GEMM),
  * the decode path (one token per pass, matrix-vector kernels) and uneven
  * chunks (3 tokens: matrix-vector with several tokens; then 5, 1, rest).
@@ -378,6 +380,7 @@ static void craft(const arch_cfg *cfg, crafted *c) {
     r->n_rot = (int)c->n_rot;
     r->n_ff = (int)F;
     r->neox = strcmp(g->arch, "qwen2") == 0;
+    r->kv_f16 = 1; /* the CPU backend's KV cache (kvcache/kv.h) */
     r->rms_eps = 1e-5f;
     r->freq_base = base;
     r->freq_scale = g->scaling_factor > 0 ? 1.0 / g->scaling_factor : 1.0;
@@ -638,6 +641,17 @@ static void test_llama_gqa(void **state) {
     ref_model v = r.c.ref;
     v.wrong_gqa_map = 1;
     must_matter(&r, &v, "grouped KV heads (h % n_kv):");
+    /* The cache's half precision, modelled above, is itself visible: the
+     * reference in float32 misses our logits by more than the tolerance. */
+    v = r.c.ref;
+    v.kv_f16 = 0;
+    float *f32 = malloc(N_TOK * r.c.n_vocab * sizeof(float));
+    assert_non_null(f32);
+    assert_int_equal(ref_forward(&v, r.toks, N_TOK, f32), 0);
+    const double d = max_diff(f32, r.ours, N_TOK * r.c.n_vocab);
+    printf("#   with a float32 KV cache            the reference moves by %.2e\n", d);
+    assert_true(d > TOL);
+    free(f32);
     run_free(&r);
 }
 

@@ -276,17 +276,18 @@ static void test_qpack(void **state) {
 }
 
 /* Attention helpers: every level against the portable reference (and exp16
- * against libm's expf). */
+ * against libm's expf). Keys and values are half floats, as the KV cache
+ * stores them. */
 static void test_vec_ops(void **state) {
     (void)state;
     const int Ds[] = {64, 128, 24, 13};
     const size_t stride = 300;
-    float *q = xaligned(160 * sizeof(float)), *k = xaligned(stride * 16 * sizeof(float));
-    float *kt = xaligned(160 * VEC_BLOCK * sizeof(float));
+    float *q = xaligned(160 * sizeof(float));
+    uint16_t *k = xaligned(stride * 16 * sizeof(uint16_t)), *kt = xaligned(160 * VEC_BLOCK * sizeof(uint16_t));
     float w[16], ref[16], got[16];
     float *acc_ref = xaligned(160 * sizeof(float)), *acc = xaligned(160 * sizeof(float));
-    for (size_t i = 0; i < stride * 16; i++) k[i] = frand();
-    for (size_t i = 0; i < 160 * VEC_BLOCK; i++) kt[i] = frand();
+    for (size_t i = 0; i < stride * 16; i++) k[i] = fp32_to_fp16(frand());
+    for (size_t i = 0; i < 160 * VEC_BLOCK; i++) kt[i] = fp32_to_fp16(frand());
     for (int i = 0; i < 160; i++) q[i] = frand();
     for (int i = 0; i < 16; i++) w[i] = frand();
     const vec_ops *r = vec_get(VEC_ISA_SCALAR);
@@ -345,8 +346,9 @@ static void test_vec_ops(void **state) {
     free(q); free(k); free(kt); free(acc_ref); free(acc);
 }
 
-/* attn_block over a sequence of blocks (the last one partial) against a
- * softmax computed in double over all the scores at once, at every level;
+/* attn_block over a sequence of blocks (the last one partial; keys and
+ * values half floats) against a softmax computed in double over all the
+ * scores at once, at every level;
  * and each query's result bit-identical whatever group it is computed in
  * (deterministic mode decodes a token alone and in batches with different
  * groupings). */
@@ -362,14 +364,14 @@ static void test_attn_block(void **state) {
                 const int D = Ds[di], P = n_pos[pi], nb = (P + VEC_BLOCK - 1) / VEC_BLOCK, nq = 7;
                 const float scale = 1.0f / sqrtf((float)D);
                 float *qs = xaligned((size_t)nq * D * sizeof(float));
-                float *kt = xaligned((size_t)nb * D * VEC_BLOCK * sizeof(float));
-                float *v = xaligned((size_t)nb * VEC_BLOCK * stride * sizeof(float));
+                uint16_t *kt = xaligned((size_t)nb * D * VEC_BLOCK * sizeof(uint16_t));
+                uint16_t *v = xaligned((size_t)nb * VEC_BLOCK * stride * sizeof(uint16_t));
                 float *acc = xaligned((size_t)VEC_MAX_Q * D * sizeof(float));
                 float *out = xaligned((size_t)nq * D * sizeof(float)), *one = xaligned((size_t)D * sizeof(float));
                 /* Scores up to about +-8 so the maximum moves between blocks. */
                 for (int i = 0; i < nq * D; i++) qs[i] = 3.0f * frand();
-                for (int i = 0; i < nb * D * VEC_BLOCK; i++) kt[i] = frand();
-                for (size_t i = 0; i < (size_t)nb * VEC_BLOCK * stride; i++) v[i] = frand();
+                for (int i = 0; i < nb * D * VEC_BLOCK; i++) kt[i] = fp32_to_fp16(frand());
+                for (size_t i = 0; i < (size_t)nb * VEC_BLOCK * stride; i++) v[i] = fp32_to_fp16(frand());
                 attn_state st;
                 attn_start(&st, acc, nq, D);
                 for (int b = 0; b < nb; b++) {
@@ -383,15 +385,15 @@ static void test_attn_block(void **state) {
                     double sc[128], mx = -1e300, sum = 0;
                     for (int p = 0; p < P; p++) {
                         double d = 0;
-                        const float *kb = kt + (size_t)(p / VEC_BLOCK) * D * VEC_BLOCK + p % VEC_BLOCK;
-                        for (int e = 0; e < D; e++) d += (double)qs[i * D + e] * kb[e * VEC_BLOCK];
+                        const uint16_t *kb = kt + (size_t)(p / VEC_BLOCK) * D * VEC_BLOCK + p % VEC_BLOCK;
+                        for (int e = 0; e < D; e++) d += (double)qs[i * D + e] * fp16_to_fp32(kb[e * VEC_BLOCK]);
                         sc[p] = d * scale;
                         mx = sc[p] > mx ? sc[p] : mx;
                     }
                     for (int p = 0; p < P; p++) sum += sc[p] = exp(sc[p] - mx);
                     for (int e = 0; e < D; e++) {
                         double want = 0;
-                        for (int p = 0; p < P; p++) want += sc[p] / sum * v[(size_t)p * stride + e];
+                        for (int p = 0; p < P; p++) want += sc[p] / sum * fp16_to_fp32(v[(size_t)p * stride + e]);
                         if (fabs(out[i * D + e] - want) > 2e-5)
                             fail_msg("attn_block isa %d D %d P %d query %d [%d]: %.7g, want %.7g", isa, D, P, i, e,
                                      out[i * D + e], want);

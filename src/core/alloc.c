@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void *libc_malloc(void *user, size_t size) { (void)user; return malloc(size); }
 static void *libc_realloc(void *user, void *ptr, size_t size) { (void)user; return realloc(ptr, size); }
@@ -61,4 +62,16 @@ void *xmalloc_aligned(const lalloc *a, size_t size, size_t align) {
 
 void xfree_aligned(const lalloc *a, void *ptr) {
     if (ptr) xfree(a, ((void **)ptr)[-1]);
+}
+
+void alloc_advise_huge_pages(void *p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t b = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t e = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (e > b) (void)madvise((void *)b, e - b, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
 }

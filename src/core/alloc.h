@@ -31,6 +31,13 @@ char *xstrndup(const lalloc *a, const char *s, size_t n);  /* NUL-terminates */
 void *xmalloc_aligned(const lalloc *a, size_t size, size_t align);
 void xfree_aligned(const lalloc *a, void *ptr);
 
+/* Asks the kernel for transparent huge pages over the whole 2 MiB pages
+ * inside [p, p + bytes) (Debian's default THP mode, "madvise", gives them
+ * only to regions that ask). For memory streamed at full speed (weights,
+ * the KV cache): a 4 KiB page is a TLB miss every 4 KiB and the hardware
+ * prefetchers stop at each page edge. A hint: failure changes nothing. */
+void alloc_advise_huge_pages(void *p, size_t bytes);
+
 /* Checked arithmetic: return 0 on overflow, 1 on success. */
 static inline int mul_ok(uint64_t a, uint64_t b, uint64_t *out) {
     return !__builtin_mul_overflow(a, b, out);

@@ -250,7 +250,7 @@ static llms_status prepare_runtime(llms_model *m) {
         }
         m->rope_inv_freq[i] = (float)f;
     }
-    llms_status st = kv_pool_init(&m->kv, m->alloc, hp->n_layer, hp->n_head_kv * hp->head_dim, 0);
+    llms_status st = kv_pool_init(&m->kv, m->alloc, hp->n_layer, hp->n_head_kv, hp->head_dim, 0);
     if (st) return st;
     m->kv_ready = 1;
     /* On a Vulkan context only the device passes touch KV contents: the

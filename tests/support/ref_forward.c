@@ -64,6 +64,11 @@ int ref_forward(const ref_model *m, const int32_t *tokens, int n, float *logits)
             matvec(L->wv, L->bv, h, KV, E, v + (size_t)t * KV);
             for (int hh = 0; hh < H; hh++) rope(m, q + (size_t)t * Q + hh * D, t);
             for (int hh = 0; hh < HKV; hh++) rope(m, k + (size_t)t * KV + hh * D, t);
+            if (m->kv_f16)
+                for (int c = 0; c < KV; c++) {
+                    k[(size_t)t * KV + c] = ref_f16_to_f32(ref_f32_to_f16(k[(size_t)t * KV + c]));
+                    v[(size_t)t * KV + c] = ref_f16_to_f32(ref_f32_to_f16(v[(size_t)t * KV + c]));
+                }
         }
         /* Attention, one head at a time, with the whole score matrix. */
         for (int hh = 0; hh < H; hh++) {

@@ -34,6 +34,9 @@ typedef struct ref_model {
     const float *output;      /* [n_vocab][n_embd]; the same pointer when tied */
     const float *output_norm; /* [n_embd] */
     const ref_layer *layers;  /* [n_layer] */
+    /* 1: each K (after RoPE) and V element rounded to IEEE binary16 before
+     * attention, the precision the runtime's CPU KV cache stores. */
+    int kv_f16;
     /* For sensitivity checks only: map query head h to KV head h % n_head_kv
      * instead of the correct h / (n_head / n_head_kv). */
     int wrong_gqa_map;

@@ -83,18 +83,18 @@ static void attn_task(void *arg, int64_t idx, int64_t n) {
         if (j->b->pos[t0 + i] > last) last = j->b->pos[t0 + i];
     }
     _Static_assert(KV_BLOCK_TOKENS == VEC_BLOCK, "one score vector per KV block");
-    /* One KV block (KV_BLOCK_TOKENS positions, rows kv_dim apart) at a
+    /* One KV block (its piece for this layer and KV head: kvcache/kv.h) at a
      * time, for every token of the run that sees it: the group's scores,
      * each head's online-softmax update and its weighted values. */
     for (uint32_t p0 = 0; p0 <= last; p0 += KV_BLOCK_TOKENS) {
-        const float *kt = kv_k_block(kv, s, j->layer, p0) + (size_t)kvh * D * KV_BLOCK_TOKENS;
-        const float *v = kv_v(kv, s, j->layer, p0) + (size_t)kvh * D;
+        const kv_half *kt = kv_piece(kv, s->blocks[p0 / KV_BLOCK_TOKENS], j->layer, kvh);
+        const kv_half *v = kt + (size_t)KV_BLOCK_TOKENS * D;
         for (uint32_t i = 0; i < nt; i++) {
             const uint32_t pos = j->b->pos[t0 + i];
             if (p0 > pos) continue;
             const uint32_t cnt = pos + 1 - p0 < KV_BLOCK_TOKENS ? pos + 1 - p0 : KV_BLOCK_TOKENS;
             const float *q = j->q + ((size_t)(t0 + i) * H + h0) * D;
-            vo->attn_block(q, (int)G, kt, v, kv->kv_dim, (int)cnt, (int)D, scale, &st[i]);
+            vo->attn_block(q, (int)G, kt, v, D, (int)cnt, (int)D, scale, &st[i]);
         }
     }
     for (uint32_t i = 0; i < nt; i++)
@@ -240,8 +240,7 @@ llms_status backend_forward(llms_model *m, const fwd_batch *b, float *logits) {
             for (uint32_t h = 0; h < hp->n_head_kv; h++)
                 rope_apply(s.k + t * KV + (int64_t)h * hp->head_dim, cs, hp->n_rot, hp->rope_type == ROPE_NEOX);
             const kv_seq *seq = b->seqs[b->seq[t]];
-            kv_put_k(&m->kv, seq, l, b->pos[t], s.k + t * KV);
-            memcpy(kv_v(&m->kv, seq, l, b->pos[t]), s.v + t * KV, (size_t)KV * sizeof(float));
+            kv_put(&m->kv, seq, l, b->pos[t], s.k + t * KV, s.v + t * KV);
         }
         attn_job aj = {m, b, l, attn_g, n_runs, run_start, s.q, s.att};
         pool_run(pool, (int64_t)n_runs * (hp->n_head / attn_g), attn_task, &aj);

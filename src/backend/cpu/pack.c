@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sys/mman.h>
 #include <stdint.h>
 
 #include "cpu.h"
@@ -46,16 +45,6 @@ static void pack_task(void *arg, int64_t task, int64_t n) {
  * (page cache the kernel may drop), so resident memory does not grow. */
 #define HUGE_PAGE ((size_t)2 << 20)
 #define PACK_ALIGN 64
-static void advise_huge_pages(void *p, size_t bytes) {
-#ifdef MADV_HUGEPAGE
-    uintptr_t b = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-    uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
-    if (e > b) (void)madvise((void *)b, e - b, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
 
 static int packable(const weight *w) { return !w->packed && w->data && qpack_supported(w->type, w->cols); }
 
@@ -112,7 +101,7 @@ llms_status cpu_pack_weights(llms_model *m) {
     if (!total) return LLMS_OK;
     uint8_t *block = xmalloc_aligned(m->alloc, total, HUGE_PAGE);
     if (!block) return ERR_OOM();
-    advise_huge_pages(block, total);
+    alloc_advise_huge_pages(block, total);
     m->cpu_packed = block;
     for (int64_t i = 0; i < n_matrices(m); i++) {
         weight *w = matrix_at(m, i);

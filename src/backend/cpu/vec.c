@@ -7,15 +7,17 @@
 #include <pthread.h>
 
 #include "vec.h"
+#include "../../quant/half.h"
+#include "../../quant/kernels.h"
 
-static void scores16_c(const float *q, const float *kt, int D, float scale, float *out) {
+static void scores16_c(const float *q, const uint16_t *kt, int D, float scale, float *out) {
     float s[VEC_BLOCK] = {0};
     for (int d = 0; d < D; d++)
-        for (int p = 0; p < VEC_BLOCK; p++) s[p] += q[d] * kt[d * VEC_BLOCK + p];
+        for (int p = 0; p < VEC_BLOCK; p++) s[p] += q[d] * half_to_f32(kt[d * VEC_BLOCK + p]);
     for (int p = 0; p < VEC_BLOCK; p++) out[p] = s[p] * scale;
 }
 
-static void scores16n_c(const float *q, int nq, const float *kt, int D, float scale, float *out) {
+static void scores16n_c(const float *q, int nq, const uint16_t *kt, int D, float scale, float *out) {
     for (int i = 0; i < nq; i++) scores16_c(q + (size_t)i * D, kt, D, scale, out + i * VEC_BLOCK);
 }
 
@@ -31,16 +33,16 @@ static float exp16_c(float *s, int n, float m) {
     return sum;
 }
 
-static void axpys_c(float *acc, const float *v, size_t stride, const float *w, int n, int D) {
+static void axpys_c(float *acc, const uint16_t *v, size_t stride, const float *w, int n, int D) {
     for (int i = 0; i < n; i++, v += stride)
-        for (int d = 0; d < D; d++) acc[d] += w[i] * v[d];
+        for (int d = 0; d < D; d++) acc[d] += w[i] * half_to_f32(v[d]);
 }
 
 /* attn_block from a level's four primitives: the reference, and the AVX2
  * level (eight lanes: no register holds a block's scores). */
 #define ATTN_BLOCK_FROM(NAME, SCORESN, MAX16, EXP16, AXPYS)                                                      \
-    static void NAME(const float *q, int nq, const float *kt, const float *v, size_t stride, int cnt, int D,    \
-                     float scale, attn_state *st) {                                                            \
+    static void NAME(const float *q, int nq, const uint16_t *kt, const uint16_t *v, size_t stride, int cnt,     \
+                     int D, float scale, attn_state *st) {                                                     \
         float sc[VEC_MAX_Q * VEC_BLOCK];                                                                       \
         SCORESN(q, nq, kt, D, scale, sc);                                                                      \
         for (int i = 0; i < nq; i++) {                                                                         \
@@ -109,19 +111,24 @@ __attribute__((target("avx512f"))) static inline __m512 exp_512(__m512 x) {
  * query, each key row loaded once. A single query's chain is bound by the
  * FMA latency, which is why attention passes all the heads that share a
  * KV head. (Unscaled: the callers scale.) */
+/* 16 halves from p, widened. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 load_h16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
 __attribute__((target("avx512f"), always_inline)) static inline void block_scores_512(const float *q,
-                                                                                     const float *kt, int D,
+                                                                                     const uint16_t *kt, int D,
                                                                                      __m512 *s, const int NQ) {
 #pragma GCC unroll 8
     for (int i = 0; i < NQ; i++) s[i] = _mm512_setzero_ps();
     for (int d = 0; d < D; d++) {
-        const __m512 k = _mm512_loadu_ps(kt + d * VEC_BLOCK);
+        const __m512 k = load_h16(kt + d * VEC_BLOCK);
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * D + d]), k, s[i]);
     }
 }
 
-__attribute__((target("avx512f"), always_inline)) static inline void scores_nq_512(const float *q, const float *kt,
+__attribute__((target("avx512f"), always_inline)) static inline void scores_nq_512(const float *q, const uint16_t *kt,
                                                                                   int D, float scale, float *out,
                                                                                   const int NQ) {
     __m512 s[VEC_MAX_Q];
@@ -130,12 +137,12 @@ __attribute__((target("avx512f"), always_inline)) static inline void scores_nq_5
     for (int i = 0; i < NQ; i++) _mm512_storeu_ps(out + i * VEC_BLOCK, _mm512_mul_ps(s[i], _mm512_set1_ps(scale)));
 }
 
-__attribute__((target("avx512f"))) static void scores16_512(const float *q, const float *kt, int D, float scale,
+__attribute__((target("avx512f"))) static void scores16_512(const float *q, const uint16_t *kt, int D, float scale,
                                                             float *out) {
     scores_nq_512(q, kt, D, scale, out, 1);
 }
 
-__attribute__((target("avx512f"))) static void scores16n_512(const float *q, int nq, const float *kt, int D,
+__attribute__((target("avx512f"))) static void scores16n_512(const float *q, int nq, const uint16_t *kt, int D,
                                                              float scale, float *out) {
     for (; nq >= 8; nq -= 8, q += (size_t)8 * D, out += 8 * VEC_BLOCK) scores_nq_512(q, kt, D, scale, out, 8);
     switch (nq) {
@@ -164,8 +171,8 @@ __attribute__((target("avx512f"))) static float exp16_512(float *s, int n, float
 
 /* 64 columns at a time with even and odd rows in separate accumulators:
  * eight independent FMA chains instead of one per 16 columns. */
-__attribute__((target("avx512f"))) static void axpys_512(float *acc, const float *v, size_t stride, const float *w,
-                                                         int n, int D) {
+__attribute__((target("avx512f"))) static void axpys_512(float *acc, const uint16_t *v, size_t stride,
+                                                         const float *w, int n, int D) {
     int d = 0;
     for (; d + 64 <= D; d += 64) {
         __m512 a[4], b[4];
@@ -174,31 +181,31 @@ __attribute__((target("avx512f"))) static void axpys_512(float *acc, const float
             a[c] = _mm512_loadu_ps(acc + d + 16 * c);
             b[c] = _mm512_setzero_ps();
         }
-        const float *vv = v + d;
+        const uint16_t *vv = v + d;
         int i = 0;
         for (; i + 2 <= n; i += 2, vv += 2 * stride) {
             const __m512 w0 = _mm512_set1_ps(w[i]), w1 = _mm512_set1_ps(w[i + 1]);
             #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
-                a[c] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(vv + 16 * c), a[c]);
-                b[c] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(vv + stride + 16 * c), b[c]);
+                a[c] = _mm512_fmadd_ps(w0, load_h16(vv + 16 * c), a[c]);
+                b[c] = _mm512_fmadd_ps(w1, load_h16(vv + stride + 16 * c), b[c]);
             }
         }
         if (i < n)
             #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) a[c] = _mm512_fmadd_ps(_mm512_set1_ps(w[i]), _mm512_loadu_ps(vv + 16 * c), a[c]);
+            for (int c = 0; c < 4; c++) a[c] = _mm512_fmadd_ps(_mm512_set1_ps(w[i]), load_h16(vv + 16 * c), a[c]);
         #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) _mm512_storeu_ps(acc + d + 16 * c, _mm512_add_ps(a[c], b[c]));
     }
     for (; d + 16 <= D; d += 16) {
         __m512 a = _mm512_loadu_ps(acc + d);
-        const float *vv = v + d;
-        for (int i = 0; i < n; i++, vv += stride) a = _mm512_fmadd_ps(_mm512_set1_ps(w[i]), _mm512_loadu_ps(vv), a);
+        const uint16_t *vv = v + d;
+        for (int i = 0; i < n; i++, vv += stride) a = _mm512_fmadd_ps(_mm512_set1_ps(w[i]), load_h16(vv), a);
         _mm512_storeu_ps(acc + d, a);
     }
     for (; d < D; d++) {
-        const float *vv = v + d;
-        for (int i = 0; i < n; i++, vv += stride) acc[d] += w[i] * *vv;
+        const uint16_t *vv = v + d;
+        for (int i = 0; i < n; i++, vv += stride) acc[d] += w[i] * half_to_f32(*vv);
     }
 }
 
@@ -208,7 +215,7 @@ __attribute__((target("avx512f"))) static void axpys_512(float *acc, const float
  * per FMA, which bound it to two thirds of the FMA rate. Query i's sums
  * run over p in order whatever NQ is. */
 __attribute__((target("avx512f"), always_inline)) static inline void attn_pv_nq_512(
-    const float *w, const float *v, size_t stride, int cnt, int D, float *acc, const int NQ) {
+    const float *w, const uint16_t *v, size_t stride, int cnt, int D, float *acc, const int NQ) {
     int d = 0;
     for (; d + 32 <= D; d += 32) {
         __m512 a[VEC_MAX_Q][2];
@@ -217,9 +224,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_pv_nq_
             a[i][0] = _mm512_loadu_ps(acc + (size_t)i * D + d);
             a[i][1] = _mm512_loadu_ps(acc + (size_t)i * D + d + 16);
         }
-        const float *vv = v + d;
+        const uint16_t *vv = v + d;
         for (int p = 0; p < cnt; p++, vv += stride) {
-            const __m512 v0 = _mm512_loadu_ps(vv), v1 = _mm512_loadu_ps(vv + 16);
+            const __m512 v0 = load_h16(vv), v1 = load_h16(vv + 16);
 #pragma GCC unroll 8
             for (int i = 0; i < NQ; i++) {
                 const __m512 wi = _mm512_set1_ps(w[i * VEC_BLOCK + p]);
@@ -237,9 +244,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_pv_nq_
         __m512 a[VEC_MAX_Q];
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) a[i] = _mm512_loadu_ps(acc + (size_t)i * D + d);
-        const float *vv = v + d;
+        const uint16_t *vv = v + d;
         for (int p = 0; p < cnt; p++, vv += stride) {
-            const __m512 v0 = _mm512_loadu_ps(vv);
+            const __m512 v0 = load_h16(vv);
 #pragma GCC unroll 8
             for (int i = 0; i < NQ; i++) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(w[i * VEC_BLOCK + p]), v0, a[i]);
         }
@@ -248,8 +255,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_pv_nq_
     }
     for (; d < D; d++)
         for (int i = 0; i < NQ; i++) {
-            const float *vv = v + d;
-            for (int p = 0; p < cnt; p++, vv += stride) acc[(size_t)i * D + d] += w[i * VEC_BLOCK + p] * *vv;
+            const uint16_t *vv = v + d;
+            for (int p = 0; p < cnt; p++, vv += stride)
+                acc[(size_t)i * D + d] += w[i * VEC_BLOCK + p] * half_to_f32(*vv);
         }
 }
 
@@ -260,8 +268,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_pv_nq_
  * queries come from one pass over the block's values. Query i's
  * arithmetic is the same for every NQ. */
 __attribute__((target("avx512f"), always_inline)) static inline void attn_block_nq_512(
-    const float *q, const float *kt, const float *v, size_t stride, int cnt, int D, float scale, attn_state *st,
-    int i0, const int NQ) {
+    const float *q, const uint16_t *kt, const uint16_t *v, size_t stride, int cnt, int D, float scale,
+    attn_state *st, int i0, const int NQ) {
     __m512 s[VEC_MAX_Q];
     block_scores_512(q, kt, D, s, NQ);
     const __mmask16 live = (__mmask16)((1u << cnt) - 1);
@@ -292,8 +300,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_block_
     attn_pv_nq_512(w, v, stride, cnt, D, st->acc + (size_t)i0 * D, NQ);
 }
 
-__attribute__((target("avx512f"))) static void attn_block_512(const float *q, int nq, const float *kt,
-                                                              const float *v, size_t stride, int cnt, int D,
+__attribute__((target("avx512f"))) static void attn_block_512(const float *q, int nq, const uint16_t *kt,
+                                                              const uint16_t *v, size_t stride, int cnt, int D,
                                                               float scale, attn_state *st) {
     /* Groups of 8, then 4, 2, 1: any split gives each query the same result. */
     int i0 = 0;
@@ -342,20 +350,25 @@ __attribute__((target("avx2,fma"))) static inline __m256 exp_256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-__attribute__((target("avx2,fma"))) static void scores16_256(const float *q, const float *kt, int D, float scale,
-                                                             float *out) {
+/* 8 halves from p, widened (F16C). */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 load_h8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void scores16_256(const float *q, const uint16_t *kt, int D,
+                                                                  float scale, float *out) {
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
     for (int d = 0; d < D; d++) {
         const __m256 qd = _mm256_set1_ps(q[d]);
-        a = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + d * VEC_BLOCK), a);
-        b = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + d * VEC_BLOCK + 8), b);
+        a = _mm256_fmadd_ps(qd, load_h8(kt + d * VEC_BLOCK), a);
+        b = _mm256_fmadd_ps(qd, load_h8(kt + d * VEC_BLOCK + 8), b);
     }
     _mm256_storeu_ps(out, _mm256_mul_ps(a, _mm256_set1_ps(scale)));
     _mm256_storeu_ps(out + 8, _mm256_mul_ps(b, _mm256_set1_ps(scale)));
 }
 
-__attribute__((target("avx2,fma"))) static void scores16n_256(const float *q, int nq, const float *kt, int D,
-                                                              float scale, float *out) {
+__attribute__((target("avx2,fma,f16c"))) static void scores16n_256(const float *q, int nq, const uint16_t *kt,
+                                                                   int D, float scale, float *out) {
     for (int i = 0; i < nq; i++) scores16_256(q + (size_t)i * D, kt, D, scale, out + i * VEC_BLOCK);
 }
 
@@ -370,18 +383,18 @@ __attribute__((target("avx2,fma"))) static float exp16_256(float *s, int n, floa
     return sum;
 }
 
-__attribute__((target("avx2,fma"))) static void axpys_256(float *acc, const float *v, size_t stride, const float *w,
-                                                          int n, int D) {
+__attribute__((target("avx2,fma,f16c"))) static void axpys_256(float *acc, const uint16_t *v, size_t stride,
+                                                               const float *w, int n, int D) {
     int d = 0;
     for (; d + 8 <= D; d += 8) {
         __m256 a = _mm256_loadu_ps(acc + d);
-        const float *vv = v + d;
-        for (int i = 0; i < n; i++, vv += stride) a = _mm256_fmadd_ps(_mm256_set1_ps(w[i]), _mm256_loadu_ps(vv), a);
+        const uint16_t *vv = v + d;
+        for (int i = 0; i < n; i++, vv += stride) a = _mm256_fmadd_ps(_mm256_set1_ps(w[i]), load_h8(vv), a);
         _mm256_storeu_ps(acc + d, a);
     }
     for (; d < D; d++) {
-        const float *vv = v + d;
-        for (int i = 0; i < n; i++, vv += stride) acc[d] += w[i] * *vv;
+        const uint16_t *vv = v + d;
+        for (int i = 0; i < n; i++, vv += stride) acc[d] += w[i] * half_to_f32(*vv);
     }
 }
 ATTN_BLOCK_FROM(attn_block_256, scores16n_256, max16_c, exp16_256, axpys_256)
@@ -412,7 +425,7 @@ static void init_ops(void) {
     g_best = VEC_ISA_SCALAR;
 #if HAVE_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (quant_cpu_has_avx2()) { /* AVX2, FMA and F16C */
         g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, scores16n_256, exp16_256, max16_c, axpys_256,
                                                                 attn_block_256, silu_mul_256};
         g_best = VEC_ISA_AVX2;

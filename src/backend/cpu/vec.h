@@ -1,11 +1,14 @@
 /*
  * Float vector helpers for attention (vec.c): run-time dispatched SIMD with
- * a portable reference.
+ * a portable reference. Keys and values come from the KV cache as IEEE
+ * binary16 bits (uint16_t, kvcache/kv.h: kv_half) and are widened to float
+ * as they are loaded; every sum is float32.
  */
 #ifndef LLMS_BACKEND_CPU_VEC_H
 #define LLMS_BACKEND_CPU_VEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Positions per K block (KV_BLOCK_TOKENS): one 512-bit vector of scores. */
 #define VEC_BLOCK 16
@@ -24,19 +27,19 @@ typedef struct attn_state {
 typedef struct vec_ops {
     /* out[p] = scale * sum_d q[d] * kt[d * VEC_BLOCK + p] for p < VEC_BLOCK:
      * the scores of one block of keys stored transposed ([D][16]). */
-    void (*scores16)(const float *q, const float *kt, int D, float scale, float *out);
+    void (*scores16)(const float *q, const uint16_t *kt, int D, float scale, float *out);
     /* The same for nq (<= VEC_MAX_Q) queries q + i*D at once, into
      * out + i*VEC_BLOCK: each key row is loaded once for all of them (the
      * query heads that share a KV head), and their sums are independent
      * chains. Each query's result equals scores16's for it. */
-    void (*scores16n)(const float *q, int nq, const float *kt, int D, float scale, float *out);
+    void (*scores16n)(const float *q, int nq, const uint16_t *kt, int D, float scale, float *out);
     /* s[i] = exp(s[i] - m) for i < n (n <= VEC_BLOCK, every s[i] <= m);
      * returns their sum. Relative error of each exp under 2e-7. */
     float (*exp16)(float *s, int n, float m);
     /* max of s[0..n) (1 <= n <= VEC_BLOCK) */
     float (*max16)(const float *s, int n);
     /* acc += sum_i w[i] * (v + i*stride), over D */
-    void (*axpys)(float *acc, const float *v, size_t stride, const float *w, int n, int D);
+    void (*axpys)(float *acc, const uint16_t *v, size_t stride, const float *w, int n, int D);
     /* One step of attention for nq (<= VEC_MAX_Q) queries q + i*D over one
      * block of cnt (1..VEC_BLOCK) positions: keys kt as for scores16n,
      * values v + p*stride. Raises each query's maximum when the block's
@@ -45,8 +48,8 @@ typedef struct vec_ops {
      * One call per block instead of four per query: the scores stay in
      * registers and nothing is reduced but the maximum. A query's result
      * does not depend on nq (deterministic mode relies on this). */
-    void (*attn_block)(const float *q, int nq, const float *kt, const float *v, size_t stride, int cnt, int D,
-                       float scale, attn_state *st);
+    void (*attn_block)(const float *q, int nq, const uint16_t *kt, const uint16_t *v, size_t stride, int cnt,
+                       int D, float scale, attn_state *st);
     /* g[i] = silu(g[i]) * u[i] for i < n (SwiGLU) */
     void (*silu_mul)(float *g, const float *u, size_t n);
 } vec_ops;

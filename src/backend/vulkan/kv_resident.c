@@ -147,7 +147,7 @@ static void hook_release(void *user, uint32_t slot) {
     pthread_mutex_unlock(&kv->lock);
 }
 
-static const kv_storage_ops k_ops = {hook_alloc, hook_copy, hook_release};
+static const kv_storage_ops k_ops = {sizeof(float), hook_alloc, hook_copy, hook_release};
 
 llms_status vk_kv_attach(llms_model *m) {
     vk_dev *d = m->ctx->vk;
