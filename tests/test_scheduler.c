@@ -722,7 +722,7 @@ static void test_metrics_prometheus(void **state) {
     assert_int_equal(llms_scheduler_metrics_prometheus(S, buf, len + 1, &len2), LLMS_OK);
     assert_int_equal(len2, len);
     assert_int_equal(strlen(buf), len);
-    int n_samples = 0, saw_ttft = 0, saw_tenant = 0;
+    int n_samples = 0, saw_ttft = 0, saw_tenant = 0, saw_kv_host = 0;
     char *save = NULL;
     for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == '#') {
@@ -764,8 +764,12 @@ static void test_metrics_prometheus(void **state) {
         n_samples++;
         if (strstr(line, "llms_time_to_first_token_seconds_count 2")) saw_ttft = 1;
         if (strstr(line, "tenant=\"we\\\"ird\\\\name\"")) saw_tenant = 1;
+        /* Both requests are done and nothing caches their blocks: the
+         * KV cache's slabs have given their memory back. */
+        if (!strcmp(line, "llms_kv_host_bytes 0")) saw_kv_host = 1;
     }
     assert_true(n_samples > 50);
+    assert_true(saw_kv_host);
     assert_true(saw_ttft);
     assert_true(saw_tenant);
     free(buf);

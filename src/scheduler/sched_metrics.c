@@ -77,6 +77,7 @@ LLMS_API llms_status llms_scheduler_metrics_prometheus(llms_scheduler *S, char *
     msink k = {buf, cap, 0};
     uint32_t used, free_;
     kv_blocks(S, &used, &free_);
+    const uint64_t kv_host = kv_pool_slab_bytes(&S->m->kv);
     pthread_mutex_lock(&S->lock);
     const metrics *M = &S->mx;
     counter(&k, "llms_requests_submitted_total", "Requests accepted by submit.", M->submitted);
@@ -94,6 +95,8 @@ LLMS_API llms_status llms_scheduler_metrics_prometheus(llms_scheduler *S, char *
     gauge(&k, "llms_batch_tokens_last", "Tokens in the last forward pass.", M->last_batch);
     gauge(&k, "llms_kv_blocks_used", "KV blocks alive in the model's pool.", used);
     gauge(&k, "llms_kv_blocks_free", "KV blocks left under the budget (0 without a budget).", free_);
+    gauge(&k, "llms_kv_host_bytes", "Host memory of the KV cache (CPU backend): live blocks rounded up to slabs of 16.",
+          kv_host);
     msink_header(&k, "llms_batch_tokens", "histogram", "Tokens per forward pass.");
     msink_histo(&k, "llms_batch_tokens", "", &M->batch);
     msink_header(&k, "llms_queue_time_seconds", "histogram", "Time from submission to admission.");
