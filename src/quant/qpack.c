@@ -244,12 +244,14 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
 #define QPACK_PREFETCH 32768
 
 /* The 8 weight vectors of a 32-column block stored as 4 vectors of nibble
- * pairs (Q4_0, Q4_K, the low bits of Q6_K), prefetching ahead as it goes. */
-static inline __attribute__((always_inline)) QPACK_TARGET void unpack_nibbles(const uint8_t *v, __m512i w[8]) {
+ * pairs (Q4_0, Q4_K, the low bits of Q6_K), prefetching QPACK_PREFETCH
+ * ahead as it goes when `ahead` (Q4_0 prefetches by tile: tile_nt). */
+static inline __attribute__((always_inline)) QPACK_TARGET void unpack_nibbles(const uint8_t *v, __m512i w[8],
+                                                                              const int ahead) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
-        _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
+        if (ahead) _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
         const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
         w[2 * i] = _mm512_and_si512(p, m4);
         w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
@@ -290,7 +292,15 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
         const uint8_t *v = tile + (size_t)b * bb;
         __m512i w[8];
         if (Q4) {
-            unpack_nibbles(v, w);
+            /* Read-ahead by tile: block b's share (its 256 value bytes and
+             * 32 scale bytes) of the next tile, to L1. A fixed distance
+             * ahead of the values (as the K-quants do) advanced 16 KiB per
+             * 18 KiB tile and never asked for 2 KiB of each tile (one
+             * thread from DRAM: 19 GB/s against 22-23 this way). */
+            const char *next = (const char *)tile + (size_t)nb * (bb + 32) + (size_t)b * (bb + 32);
+#pragma GCC unroll 5
+            for (int i = 0; i < 5; i++) _mm_prefetch(next + 64 * i, _MM_HINT_T0);
+            unpack_nibbles(v, w, 0);
         } else {
             /* Q8_0 reads twice Q4_0's bytes for the same arithmetic: one
              * token's pass streams faster on the hardware prefetchers alone
@@ -334,7 +344,7 @@ tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
         for (int t = 0; t < NT; t++) isum[t] = _mm512_setzero_si512();
         for (int j = 0; j < 8; j++) {
             __m512i w[8];
-            unpack_nibbles(sb + 256 * j, w);
+            unpack_nibbles(sb + 256 * j, w, 1);
             const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + K4_NIB + 16 * j)));
 #pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
@@ -388,7 +398,7 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
             const __m512i h0 = _mm512_loadu_si512((const void *)(v + 256));
             const __m512i h1 = _mm512_loadu_si512((const void *)(v + 320));
             __m512i w[8];
-            unpack_nibbles(v, w);
+            unpack_nibbles(v, w, 1);
             /* High bits of vector j = 4h + m: bits 2m..2m+1 of h_h, moved
              * to bits 4..5 (16-bit shifts; the 0x30 mask keeps each byte's
              * own bits). */
