@@ -67,7 +67,8 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=build/bin/%)
-BENCH_SRCS := $(sort $(wildcard bench/*.c))
+# llms-decode-parts links the library's objects (its own rule, below).
+BENCH_SRCS := $(filter-out bench/llms-decode-parts.c,$(sort $(wildcard bench/*.c)))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bin/%)
 PUBLIC_HDRS := include/llmserve.h include/llmserve_version.h
 
@@ -128,12 +129,12 @@ build/bin/%: examples/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard 
 build/bin/llms-server: examples/llms-server.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h)
 	@mkdir -p build/bin
 	$(EXAMPLE_CC) -lmicrohttpd -lcjson
-build/bin/%: bench/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h)
+build/bin/%: bench/%.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h) $(wildcard bench/*.h)
 	@mkdir -p build/bin
 	$(EXAMPLE_CC)
 # llms-bench measures OpenBLAS sgemm beside the prompt figures (the float
 # weights' compute ceiling), so it links the library's BLAS too.
-build/bin/llms-bench: bench/llms-bench.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h)
+build/bin/llms-bench: bench/llms-bench.c $(SHLIB) lib/libllmserve.so $(PUBLIC_HDRS) $(wildcard examples/common/*.h) $(wildcard bench/*.h)
 	@mkdir -p build/bin
 	$(EXAMPLE_CC) -lopenblas
 
@@ -158,6 +159,13 @@ $(TEST_ARCHIVE): $(OBJS)
 $(BUILD)/tests/%: tests/%.c $(TEST_ARCHIVE) $(TEST_SUPPORT)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(TEST_ARCHIVE) $(LDFLAGS) $(LIBS) -lcmocka -lcjson
+
+# llms-decode-parts looks inside the model (its weight matrices, the
+# context's thread pool), so it links the objects' archive as the tests do.
+# Built by `make bench` only (an unsanitized build).
+build/bin/llms-decode-parts: bench/llms-decode-parts.c $(TEST_ARCHIVE) $(wildcard bench/*.h) $(wildcard examples/common/*.h)
+	@mkdir -p build/bin
+	$(CC) $(CFLAGS) -o $@ $< $(TEST_ARCHIVE) $(LDFLAGS) $(LIBS)
 
 test: $(TEST_BINS) build/tests/test_cpp examples
 	@LLMS_FIXTURES=$(FIXTURES) LLMS_BIN=$(abspath build/bin) sh tests/run_tests.sh $(TEST_BINS) build/tests/test_cpp
@@ -348,7 +356,7 @@ run: deps lib examples $(if $(filter file,$(origin MODEL)),$(DEMO_MODEL))
 # ---- benchmarks ---------------------------------------------------------------
 # `make bench`: random-weight models of real shapes (generated into
 # build/bench/ when absent; they are large and never committed), each run
-# through llms-bench --json; results and llama.cpp's reference figures for
+# through llms-bench --json and llms-decode-parts --json; results and llama.cpp's reference figures for
 # this machine (issue 4: build 9821, CPU backend, 2 threads, tinyllama-1.1b
 # shape) go to build/bench/report.json, and a summary with the ratios is
 # printed. BENCH_SHAPES / BENCH_TYPES / BENCH_ARGS override the set.
@@ -356,7 +364,8 @@ BENCH_DIR := build/bench
 BENCH_SHAPES ?= tinyllama-1.1b
 BENCH_TYPES ?= Q4_0 Q8_0 Q4_K_M F16
 BENCH_ARGS ?= --threads 2 --prompt 512 --gen 64 --reps 3 --backend cpu
-bench: lib examples
+BENCH_PARTS_ARGS ?= --threads 2 --tokens 48
+bench: lib examples build/bin/llms-decode-parts
 	@mkdir -p $(BENCH_DIR)
 	@set -e; out=$(BENCH_DIR)/report.json; rm -f $$out.tmp; sep=''; \
 	printf '{"args": "%s",\n "llama_cpp_reference": {"Q4_0": [124, 45], "Q8_0": [101, 27], "Q4_K_M": [120, 48], "F16": [89, 20]},\n "reference_fields": ["prompt_tok_s", "gen_tok_s"],\n "results": [\n' \
@@ -366,7 +375,8 @@ bench: lib examples
 		if [ ! -f $$f ]; then echo "bench: generating $$f"; \
 			build/bin/llms-mkmodel --shape $$s --type $$t --out $$f.part && mv $$f.part $$f; fi; \
 		j=$$(build/bin/llms-bench --model $$f $(BENCH_ARGS) --json | tail -n 1); \
-		printf '%b  {"shape": "%s", "type": "%s", "bench": %s}' "$$sep" $$s $$t "$$j" >> $$out.tmp; sep=',\n'; \
+		d=$$(build/bin/llms-decode-parts --model $$f $(BENCH_PARTS_ARGS) --json | tail -n 1); \
+		printf '%b  {"shape": "%s", "type": "%s", "bench": %s,\n   "decode_parts": %s}' "$$sep" $$s $$t "$$j" "$$d" >> $$out.tmp; sep=',\n'; \
 		echo "$$j" | awk -v s=$$s -v t=$$t 'BEGIN { rp["Q4_0"]=124; rg["Q4_0"]=45; rp["Q8_0"]=101; rg["Q8_0"]=27; \
 			rp["Q4_K_M"]=120; rg["Q4_K_M"]=48; rp["F16"]=89; rg["F16"]=20 } \
 			{ match($$0, /"prompt_tok_s": [0-9.]+/); pp = substr($$0, RSTART + 16, RLENGTH - 16); \
@@ -375,6 +385,10 @@ bench: lib examples
 			  line = sprintf("%-16s %-7s prompt %8.2f tok/s  gen %7.2f tok/s  %5.1f%% of the bandwidth limit", s, t, pp, tg, 100 * fr); \
 			  if (s == "tinyllama-1.1b" && (t in rp)) line = line sprintf("  (vs llama.cpp: prompt %.2fx, gen %.2fx)", pp / rp[t], tg / rg[t]); \
 			  print line }'; \
+		echo "$$d" | awk '{ match($$0, /"read_fraction": [0-9.]+/); r = substr($$0, RSTART + 17, RLENGTH - 17); \
+			  match($$0, /"products_fraction": [0-9.]+/); p = substr($$0, RSTART + 21, RLENGTH - 21); \
+			  match($$0, /"decode_fraction": [0-9.]+/); d = substr($$0, RSTART + 19, RLENGTH - 19); \
+			  printf "%25s decode parts (short context): loads only %.1f%%, products %.1f%%, passes %.1f%% of the probe\n", "", 100 * r, 100 * p, 100 * d }'; \
 	done; done; printf '\n ]}\n' >> $$out.tmp; mv $$out.tmp $$out; echo "bench: wrote $$out"
 
 # `make bench-compare`: the reference figures above were measured at another

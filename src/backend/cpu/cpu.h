@@ -43,6 +43,11 @@ int cpu_matmul_tokenwise(const weight *w);
 llms_status cpu_matmul_tokenwise_n(threadpool *pool, const lalloc *a, const weight *const *ws, int nw,
                                    const float *x, int64_t n, float *const *ys);
 
+/* The bytes cpu_matmul streams from w for n tokens (the repacked tiles or
+ * the GGUF rows); *bytes 0 where it reads dequantized tiles instead.
+ * For measurement (bench/llms-decode-parts.c). */
+const uint8_t *cpu_matmul_stream(const weight *w, int64_t n, size_t *bytes);
+
 /* One row of a weight matrix as floats (embedding lookup). */
 void cpu_weight_row(const weight *w, int64_t row, float *out);
 

@@ -342,6 +342,15 @@ static llms_status qgemm(threadpool *pool, const lalloc *a, const weight *w, con
 }
 
 
+const uint8_t *cpu_matmul_stream(const weight *w, int64_t n, size_t *bytes) {
+    if (use_packed(w, n)) {
+        *bytes = qpack_bytes(w->type, w->rows, w->cols);
+        return w->packed;
+    }
+    *bytes = use_matvec(w, n) && w->data ? (size_t)w->rows * (size_t)w->row_bytes : 0;
+    return w->data;
+}
+
 llms_status cpu_matmul(threadpool *pool, const lalloc *a, const weight *w, const float *x, int64_t n,
                        float *y) {
     if (use_packed(w, n)) return packed_matmul(pool, a, &w, 1, x, n, &y);

@@ -1,0 +1,97 @@
+/*
+ * The memory read bandwidth probe shared by the benchmark programs
+ * (llms-bench, llms-decode-parts): a 1 GiB buffer read in slices by n
+ * threads, each a contiguous share, as decode's threads read the weights.
+ */
+#ifndef LLMS_BENCH_BWPROBE_H
+#define LLMS_BENCH_BWPROBE_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static inline double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- memory read bandwidth ---- */
+
+typedef struct bw_job {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} bw_job;
+
+static inline void *bw_thread(void *arg) {
+    bw_job *j = arg;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= j->n; i += 4) {
+        s0 += j->p[i];
+        s1 += j->p[i + 1];
+        s2 += j->p[i + 2];
+        s3 += j->p[i + 3];
+    }
+    j->sum = s0 + s1 + s2 + s3;
+    return NULL;
+}
+
+/* The bandwidth probe: a 1 GiB buffer read by n threads, each a
+ * contiguous share, as decode's threads read the weights. The buffer is on
+ * transparent huge pages where the kernel gives them, as the library's CPU
+ * weights are (src/backend/cpu/pack.c): the limit is what this machine's
+ * memory delivers at best, and 4 KiB pages read slower (measured here:
+ * 26-31 GB/s against 32-34). Allocated once, read many times: bandwidth
+ * drifts on a shared machine, so each generated token is followed by a
+ * reading of 128 MiB of it (four times the last-level cache, a fresh part
+ * each time) and every token has a bandwidth measured beside it. */
+typedef struct bw_probe {
+    uint64_t *buf;
+    size_t n;
+    int threads;
+} bw_probe;
+
+static inline int bw_probe_init(bw_probe *p, int n_threads) {
+    size_t bytes = (size_t)1 << 30;
+    p->n = bytes / sizeof(uint64_t);
+    p->threads = n_threads < 1 ? 1 : n_threads > 256 ? 256 : n_threads;
+    p->buf = NULL;
+    if (posix_memalign((void **)&p->buf, (size_t)2 << 20, bytes) != 0) return 0;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p->buf, bytes, MADV_HUGEPAGE);
+#endif
+    for (size_t i = 0; i < p->n; i++) p->buf[i] = i;
+    return 1;
+}
+
+/* GB/s of one read of `bytes` of the buffer from byte `off` (modulo the
+ * buffer; from its start where the slice would run past the end), each
+ * thread a contiguous share. */
+static inline double bw_probe_slice(const bw_probe *p, size_t off, size_t bytes) {
+    pthread_t th[256];
+    bw_job jobs[256];
+    size_t n = bytes / sizeof(uint64_t), first = (off / sizeof(uint64_t)) % p->n;
+    if (n > p->n) n = p->n;
+    if (first + n > p->n) first = 0;
+    size_t per = n / (size_t)p->threads;
+    double t0 = now_s();
+    for (int t = 0; t < p->threads; t++) {
+        jobs[t].p = p->buf + first + per * (size_t)t;
+        jobs[t].n = per;
+        pthread_create(&th[t], NULL, bw_thread, &jobs[t]);
+    }
+    uint64_t total = 0;
+    for (int t = 0; t < p->threads; t++) {
+        pthread_join(th[t], NULL);
+        total += jobs[t].sum;
+    }
+    double dt = now_s() - t0;
+    if (total == 42) fprintf(stderr, " ");  /* keeps the sums alive */
+    return (double)per * p->threads * sizeof(uint64_t) / dt / 1e9;
+}
+
+#endif
