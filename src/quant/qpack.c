@@ -233,13 +233,13 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
  * then streams each tile from memory once, with twice the work to hide
  * the stream behind. */
 #define QPACK_MAX_TOKENS_Q 16
-/* Read-ahead of the tile stream, to L2 (measured side by side: +10%
- * decode over 2 KiB to L1). 32 KiB ahead: Q4_0 decode unpacks slower than
- * the memory streams, so the hardware prefetchers alone fall behind (one
- * thread from DRAM: 12 GB/s without read-ahead, 15-17 at 8 KiB, 17-20 at
- * 32 KiB; whole model, 2 threads, side by side: 84-86% of the bandwidth
- * limit against 80-81% at 8 KiB). Further ahead gains no more and wastes
- * more at the end of each claimed range. */
+/* Read-ahead of the K-quants' tile stream (and Q8_0's for batches), to
+ * L2, a fixed distance ahead of the values. It was Q4_0's too (measured
+ * then, side by side: +10% decode over 2 KiB to L1; one thread from DRAM
+ * 12 GB/s without read-ahead, 15-17 at 8 KiB, 17-20 at 32 KiB), until
+ * Q4_0 moved to reading ahead by tile (tile_nt), which also covers each
+ * tile's scales. Further ahead gains no more and wastes more at the end
+ * of each claimed range. */
 #define QPACK_HINT _MM_HINT_T1
 #define QPACK_PREFETCH 32768
 
