@@ -25,10 +25,12 @@ typedef struct bw_job {
     const uint64_t *p;
     size_t n;
     uint64_t sum;
+    double t0, t1;   /* when this thread started and finished reading */
 } bw_job;
 
 static inline void *bw_thread(void *arg) {
     bw_job *j = arg;
+    j->t0 = now_s();
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (size_t i = 0; i + 4 <= j->n; i += 4) {
         s0 += j->p[i];
@@ -37,6 +39,7 @@ static inline void *bw_thread(void *arg) {
         s3 += j->p[i + 3];
     }
     j->sum = s0 + s1 + s2 + s3;
+    j->t1 = now_s();
     return NULL;
 }
 
@@ -78,7 +81,6 @@ static inline double bw_probe_slice(const bw_probe *p, size_t off, size_t bytes)
     if (n > p->n) n = p->n;
     if (first + n > p->n) first = 0;
     size_t per = n / (size_t)p->threads;
-    double t0 = now_s();
     for (int t = 0; t < p->threads; t++) {
         jobs[t].p = p->buf + first + per * (size_t)t;
         jobs[t].n = per;
@@ -89,7 +91,16 @@ static inline double bw_probe_slice(const bw_probe *p, size_t off, size_t bytes)
         pthread_join(th[t], NULL);
         total += jobs[t].sum;
     }
-    double dt = now_s() - t0;
+    /* From the first thread's start to the last one's end: creating and
+     * joining the threads (50-100 us of a 4 ms slice) is not memory time,
+     * and counting it understated the limit by about 3% (measured side by
+     * side: 33.4 / 32.8 / 34.6 GB/s against 32.3 / 31.9 / 33.5). */
+    double start = jobs[0].t0, end = jobs[0].t1;
+    for (int t = 1; t < p->threads; t++) {
+        if (jobs[t].t0 < start) start = jobs[t].t0;
+        if (jobs[t].t1 > end) end = jobs[t].t1;
+    }
+    double dt = end - start;
     if (total == 42) fprintf(stderr, " ");  /* keeps the sums alive */
     return (double)per * p->threads * sizeof(uint64_t) / dt / 1e9;
 }

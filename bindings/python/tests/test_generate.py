@@ -42,7 +42,11 @@ def test_prompt_tokens_and_logits_match_golden(model):
     assert len(logits) == model.n_vocab
     top_token, top_logit = ref["steps"][0]["top"][0]
     assert max(range(len(logits)), key=logits.__getitem__) == top_token
-    assert logits[top_token] == pytest.approx(top_logit, abs=1e-3)
+    # 3e-3: the fixtures' README measures an independent float32 forward
+    # pass within 0.003 of these llama.cpp logits (spread ~3); the CPU KV
+    # cache holds half floats (as llama.cpp's does, but its attention also
+    # rounds the queries), which moves this logit by ~1e-3.
+    assert logits[top_token] == pytest.approx(top_logit, abs=3e-3)
 
 
 def test_feed_tokens_logits(model):
