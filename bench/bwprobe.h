@@ -1,7 +1,8 @@
 /*
  * The memory read bandwidth probe shared by the benchmark programs
  * (llms-bench, llms-decode-parts): a 1 GiB buffer read in slices by n
- * threads, each a contiguous share, as decode's threads read the weights.
+ * threads, each a contiguous share, as decode's threads read the weights;
+ * and the median both take of readings on a noisy machine.
  */
 #ifndef LLMS_BENCH_BWPROBE_H
 #define LLMS_BENCH_BWPROBE_H
@@ -103,6 +104,18 @@ static inline double bw_probe_slice(const bw_probe *p, size_t off, size_t bytes)
     double dt = end - start;
     if (total == 42) fprintf(stderr, " ");  /* keeps the sums alive */
     return (double)per * p->threads * sizeof(uint64_t) / dt / 1e9;
+}
+
+static inline int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of v[0..n) (n >= 1; the mean of the middle two for an even n).
+ * Sorts v. */
+static inline double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return (v[(n - 1) / 2] + v[n / 2]) / 2;
 }
 
 #endif

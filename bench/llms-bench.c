@@ -116,11 +116,6 @@ static double sgemm_gflops(long n_tok) {
     return best;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* ---- scheduler benchmarks ---- */
 
 static double pct(const double *sorted, int n, double p) {
@@ -690,8 +685,7 @@ int main(int argc, char **argv) {
         if (pp > best_pp) best_pp = pp;
         if (tg > best_tg) best_tg = tg;
         if (got > 1) {
-            qsort(slice_bw, (size_t)(got - 1), sizeof(double), cmp_double);
-            rep_bw[r] = (slice_bw[(got - 2) / 2] + slice_bw[(got - 1) / 2]) / 2;
+            rep_bw[r] = median(slice_bw, (int)(got - 1));
         }
         rep_frac[r] = rep_bw[r] > 0 ? tg * bpt / (rep_bw[r] * 1e9) : 0;
         if (!json)
@@ -699,11 +693,7 @@ int main(int argc, char **argv) {
                    "%.1f%% of the limit\n", r + 1, tg, rep_bw[r], 100 * rep_frac[r]);
     }
     free(probe.buf);
-    qsort(rep_bw, (size_t)reps, sizeof(double), cmp_double);
-    qsort(rep_frac, (size_t)reps, sizeof(double), cmp_double);
-    /* Medians (the mean of the middle two for an even count). */
-    double bw = (rep_bw[(reps - 1) / 2] + rep_bw[reps / 2]) / 2;
-    double frac = (rep_frac[(reps - 1) / 2] + rep_frac[reps / 2]) / 2;
+    double bw = median(rep_bw, (int)reps), frac = median(rep_frac, (int)reps);
     free(rep_bw);
     free(rep_frac);
     free(slice_bw);

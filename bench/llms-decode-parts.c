@@ -82,16 +82,6 @@ static int setup_region(region *r, const weight *const *ws, int nw) {
     return 1;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return (v[(n - 1) / 2] + v[n / 2]) / 2;
-}
-
 static void usage(const char *p) {
     fprintf(stderr, "usage: %s --model FILE [--threads N] [--tokens N] [--json]\n", p);
     exit(2);
