@@ -429,6 +429,65 @@ static void test_attn_block(void **state) {
     }
 }
 
+/* The host-side helpers decode and the sampler lean on (rmsnorm, sum_exp,
+ * any_nan, max_first), each level against double-precision formulas, at
+ * lengths that leave every tail size. */
+static void test_vec_row_ops(void **state) {
+    (void)state;
+    enum { MAXN = 203 };
+    for (int isa = 0; isa < VEC_ISA_COUNT; isa++) {
+        const vec_ops *o = vec_get(isa);
+        for (int n = 1; n <= MAXN; n += (n < 40 ? 1 : 27)) {
+            float x[MAXN], g[MAXN], out[MAXN];
+            for (int i = 0; i < n; i++) {
+                x[i] = 4.0f * frand();
+                g[i] = 0.5f + frand();
+            }
+            /* rmsnorm: the scale from a double sum; in place equals apart. */
+            double ss = 0;
+            for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+            const double scale = 1.0 / sqrt(ss / n + 1e-5);
+            o->rmsnorm(out, x, g, (size_t)n, 1e-5f);
+            for (int i = 0; i < n; i++) {
+                const double want = x[i] * scale * g[i];
+                if (fabs(out[i] - want) > 4e-7 * fabs(want) + 1e-30)
+                    fail_msg("rmsnorm isa %d n %d [%d]: %.9g, want %.9g", isa, n, i, out[i], want);
+            }
+            float inplace[MAXN];
+            memcpy(inplace, x, sizeof inplace);
+            o->rmsnorm(inplace, inplace, g, (size_t)n, 1e-5f);
+            assert_memory_equal(inplace, out, (size_t)n * sizeof(float));
+
+            /* max_first: ties go to the lowest index; the maximum planted
+             * twice, last of all and somewhere before. */
+            x[n - 1] = 9.5f;
+            const int dup = (n * 7) / 11;
+            x[dup] = 9.5f;
+            size_t first = (size_t)-1;
+            assert_true(o->max_first(x, (size_t)n, &first) == 9.5f);
+            assert_int_equal(first, (size_t)dup);
+
+            /* sum_exp, with banned (-inf) entries adding nothing. */
+            x[0] = -INFINITY;
+            if (n > 2) x[n / 2] = -INFINITY;
+            double want = 0;
+            for (int i = 0; i < n; i++) want += exp((double)x[i] - 9.5);
+            const double got = o->sum_exp(x, (size_t)n, 9.5f);
+            if (fabs(got - want) > 3e-7 * want)
+                fail_msg("sum_exp isa %d n %d: %.12g, want %.12g", isa, n, got, want);
+
+            /* any_nan finds one wherever it is. */
+            assert_false(o->any_nan(x, (size_t)n));
+            for (int at = 0; at < n; at += 1 + n / 5) {
+                const float keep = x[at];
+                x[at] = NAN;
+                if (!o->any_nan(x, (size_t)n)) fail_msg("any_nan isa %d n %d missed [%d]", isa, n, at);
+                x[at] = keep;
+            }
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unpack_matches_dequantize),
@@ -437,6 +496,7 @@ int main(void) {
         cmocka_unit_test(test_qdot512),
         cmocka_unit_test(test_qpack),
         cmocka_unit_test(test_vec_ops),
+        cmocka_unit_test(test_vec_row_ops),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }

@@ -66,6 +66,35 @@ static void silu_mul_c(float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* The products x[i]^2 are exact in double, so only the order of the sum
+ * differs between levels. */
+static void rmsnorm_c(float *out, const float *x, const float *g, size_t n, float eps) {
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (size_t i = 0; i < n; i++) out[i] = x[i] * scale * g[i];
+}
+
+static double sum_exp_c(const float *x, size_t n, float m) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += exp((double)(x[i] - m));
+    return s;
+}
+
+static int any_nan_c(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i])) return 1;
+    return 0;
+}
+
+static float max_first_c(const float *x, size_t n, size_t *first) {
+    size_t k = 0;
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > x[k]) k = i;
+    *first = k;
+    return x[k];
+}
+
 void attn_start(attn_state *st, float *acc, int nq, int D) {
     for (int i = 0; i < VEC_MAX_Q; i++) {
         st->mx[i] = -INFINITY;
@@ -332,6 +361,76 @@ __attribute__((target("avx512f"))) static void silu_mul_512(float *g, const floa
     silu_mul_c(g + i, u + i, n - i);
 }
 
+/* RMSNorm: the squares summed in double, 16 floats at a time; then the
+ * scaling as rmsnorm_c does it. */
+__attribute__((target("avx512f"))) static void rmsnorm_512(float *out, const float *x, const float *g, size_t n,
+                                                           float eps) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        s0 = _mm512_fmadd_pd(lo, lo, s0);
+        s1 = _mm512_fmadd_pd(hi, hi, s1);
+    }
+    double ss = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    const __m512 scale = _mm512_set1_ps((float)(1.0 / sqrt(ss / (double)n + eps)));
+    i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), scale), _mm512_loadu_ps(g + i)));
+    const float sc = _mm512_cvtss_f32(scale);
+    for (; i < n; i++) out[i] = x[i] * sc * g[i];
+}
+
+/* exp(x - m) 16 at a time (exp_512), -infinity masked to 0 (exp_512
+ * would flush it to exp(-87)), summed in double. */
+__attribute__((target("avx512f"))) static double sum_exp_512(const float *x, size_t n, float m) {
+    const __m512 mv = _mm512_set1_ps(m), ninf = _mm512_set1_ps(-INFINITY);
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 in = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_mask_loadu_ps(ninf, in, x + i);
+        const __mmask16 live = _mm512_cmp_ps_mask(v, ninf, _CMP_NEQ_OQ);
+        const __m512 e = _mm512_maskz_mov_ps(live, exp_512(_mm512_sub_ps(v, mv)));
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+
+__attribute__((target("avx512f"))) static int any_nan_512(const float *x, size_t n) {
+    __mmask16 bad = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    return bad || any_nan_c(x + i, n - i);
+}
+
+/* The maximum by lanes, then the first lane equal to it. */
+__attribute__((target("avx512f"))) static float max_first_512(const float *x, size_t n, size_t *first) {
+    if (n < 16) return max_first_c(x, n, first);
+    __m512 m = _mm512_loadu_ps(x);
+    size_t i = 16;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+    float mx = _mm512_reduce_max_ps(m);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const __m512 mv = _mm512_set1_ps(mx);
+    for (i = 0; i + 16 <= n; i += 16) {
+        const __mmask16 eq = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), mv, _CMP_EQ_OQ);
+        if (eq) {
+            *first = i + (size_t)__builtin_ctz(eq);
+            return mx;
+        }
+    }
+    for (; x[i] != mx; i++) {}
+    *first = i;
+    return mx;
+}
+
 __attribute__((target("avx2,fma"))) static inline __m256 exp_256(__m256 x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
@@ -411,6 +510,43 @@ __attribute__((target("avx2,fma"))) static void silu_mul_256(float *g, const flo
     }
     silu_mul_c(g + i, u + i, n - i);
 }
+__attribute__((target("avx2,fma"))) static void rmsnorm_256(float *out, const float *x, const float *g, size_t n,
+                                                             float eps) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        s0 = _mm256_fmadd_pd(lo, lo, s0);
+        s1 = _mm256_fmadd_pd(hi, hi, s1);
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+    double ss = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    const float sc = (float)(1.0 / sqrt(ss / (double)n + eps));
+    const __m256 scale = _mm256_set1_ps(sc);
+    i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale), _mm256_loadu_ps(g + i)));
+    for (; i < n; i++) out[i] = x[i] * sc * g[i];
+}
+
+__attribute__((target("avx2,fma"))) static double sum_exp_256(const float *x, size_t n, float m) {
+    const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(-INFINITY);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 e = _mm256_and_ps(_mm256_cmp_ps(v, ninf, _CMP_NEQ_OQ), exp_256(_mm256_sub_ps(v, mv)));
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
+    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; i < n; i++) s += exp((double)(x[i] - m));
+    return s;
+}
 #else
 #define HAVE_X86 0
 #endif
@@ -420,19 +556,23 @@ static int g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_ops(void) {
-    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, scores16n_c, exp16_c, max16_c, axpys_c, attn_block_c, silu_mul_c};
+    g_ops[VEC_ISA_SCALAR] = (vec_ops){scores16_c, scores16n_c,  exp16_c,   max16_c,
+                                        axpys_c,    attn_block_c, silu_mul_c, rmsnorm_c,
+                                        sum_exp_c,  any_nan_c,    max_first_c};
     g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = g_ops[VEC_ISA_SCALAR];
     g_best = VEC_ISA_SCALAR;
 #if HAVE_X86
     __builtin_cpu_init();
     if (quant_cpu_has_avx2()) { /* AVX2, FMA and F16C */
         g_ops[VEC_ISA_AVX2] = g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_256, scores16n_256, exp16_256, max16_c, axpys_256,
-                                                                attn_block_256, silu_mul_256};
+                                                                attn_block_256, silu_mul_256, rmsnorm_256, sum_exp_256,
+                                                                any_nan_c, max_first_c};
         g_best = VEC_ISA_AVX2;
     }
     if (__builtin_cpu_supports("avx512f")) {
         g_ops[VEC_ISA_AVX512] = (vec_ops){scores16_512, scores16n_512, exp16_512, max16_512, axpys_512,
-                                            attn_block_512, silu_mul_512};
+                                            attn_block_512, silu_mul_512, rmsnorm_512, sum_exp_512,
+                                            any_nan_512, max_first_512};
         g_best = VEC_ISA_AVX512;
     }
 #endif

@@ -52,6 +52,18 @@ typedef struct vec_ops {
                        int D, float scale, attn_state *st);
     /* g[i] = silu(g[i]) * u[i] for i < n (SwiGLU) */
     void (*silu_mul)(float *g, const float *u, size_t n);
+    /* out[i] = x[i] * scale * g[i], scale = 1 / sqrt(mean of x^2 + eps),
+     * the mean summed in double (RMSNorm; out may be x). */
+    void (*rmsnorm)(float *out, const float *x, const float *g, size_t n, float eps);
+    /* sum over i < n of exp(x[i] - m), every x[i] <= m or -infinity (which
+     * adds 0), summed in double: the log-sum-exp of a sampler's logits.
+     * Relative error of each exp under 2e-7. */
+    double (*sum_exp)(const float *x, size_t n, float m);
+    /* Whether any of x[0..n) is a NaN. */
+    int (*any_nan)(const float *x, size_t n);
+    /* The largest of x[0..n) (n >= 1, no NaN) and in *first the lowest
+     * index holding it: a greedy sampler's pick. */
+    float (*max_first)(const float *x, size_t n, size_t *first);
 } vec_ops;
 
 /* attn_state for nq queries of D floats, acc pointing at nq * D floats. */
