@@ -244,18 +244,30 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
 #define QPACK_PREFETCH 32768
 
 /* The 8 weight vectors of a 32-column block stored as 4 vectors of nibble
- * pairs (Q4_0, Q4_K, the low bits of Q6_K), prefetching QPACK_PREFETCH
- * ahead as it goes when `ahead` (Q4_0 prefetches by tile: tile_nt). */
-static inline __attribute__((always_inline)) QPACK_TARGET void unpack_nibbles(const uint8_t *v, __m512i w[8],
-                                                                              const int ahead) {
+ * pairs (Q4_K, the low bits of Q6_K), prefetching QPACK_PREFETCH ahead as
+ * it goes. (Q4_0 unpacks with unpack_nibbles_x16 and reads ahead by tile:
+ * tile_nt.) */
+static inline __attribute__((always_inline)) QPACK_TARGET void unpack_nibbles(const uint8_t *v, __m512i w[8]) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
-        if (ahead) _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
+        _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
         const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
         w[2 * i] = _mm512_and_si512(p, m4);
         w[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
     }
+}
+
+/* acc += w . broadcast(q[0..3]) (16 rows x 4 columns): vpdpbusd with its
+ * broadcast folded in (EVEX m32bcst), one micro-op where the intrinsics
+ * give a vpbroadcastd and a vpdpbusd. Fewer micro-ops per weight byte is
+ * what lets one core keep more of the stream in flight: its reorder
+ * window then spans more bytes. (may_alias: q is int8 data.) */
+typedef int32_t __attribute__((may_alias)) qpack_i32_alias;
+static inline __attribute__((always_inline)) QPACK_TARGET __m512i dpbusd_bcst(__m512i acc, __m512i w,
+                                                                             const int8_t *q) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const qpack_i32_alias *)(const void *)q));
+    return acc;
 }
 
 /* init + sum over j of w[j] . broadcast(q[4j..4j+3]) (16 rows x 32 columns) in
@@ -267,13 +279,44 @@ static inline __attribute__((always_inline)) QPACK_TARGET __m512i dot32(const __
     __m512i c[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
-        int32_t x0, x1;
-        memcpy(&x0, q + 4 * j, 4);
-        memcpy(&x1, q + 16 + 4 * j, 4);
-        c[j] = _mm512_dpbusd_epi32(j == 0 ? init : _mm512_setzero_si512(), w[j], _mm512_set1_epi32(x0));
-        c[j] = _mm512_dpbusd_epi32(c[j], w[4 + j], _mm512_set1_epi32(x1));
+        c[j] = dpbusd_bcst(j == 0 ? init : _mm512_setzero_si512(), w[j], q + 4 * j);
+        c[j] = dpbusd_bcst(c[j], w[4 + j], q + 16 + 4 * j);
     }
     return _mm512_add_epi32(_mm512_add_epi32(c[0], c[1]), _mm512_add_epi32(c[2], c[3]));
+}
+
+/* Q4_0's block: the nibbles of each 64-byte vector i of pairs are used in
+ * place, w[2i] = low nibbles and w[2i + 1] = high nibbles times 16 (p &
+ * 0xF0, no shift), the two kinds summed in separate chains and the high
+ * sum divided by 16 once (exact: every term is a multiple of 16): 8
+ * vector operations a block to unpack instead of 12, and 2 to combine
+ * instead of 3. With dpbusd_bcst, about 35 micro-ops a block instead of
+ * 47; measured side by side (tinyllama-1.1b, 2 threads, short context):
+ * Q4_0 decode 78.7 / 81.5 / 79.9% of the bandwidth limit before, 82.7 /
+ * 81.7 / 82.2% after; Q8_0 (dpbusd_bcst alone) 84.4 / 82.2 / 83.6% ->
+ * 86.6 / 87.5 / 86.2%. */
+static inline __attribute__((always_inline)) QPACK_TARGET void unpack_nibbles_x16(const uint8_t *v, __m512i w[8]) {
+    const __m512i lo = _mm512_set1_epi8(0x0F), hi = _mm512_set1_epi8((char)0xF0);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const __m512i p = _mm512_loadu_si512((const void *)(v + 64 * i));
+        w[2 * i] = _mm512_and_si512(p, lo);
+        w[2 * i + 1] = _mm512_and_si512(p, hi);
+    }
+}
+
+static inline __attribute__((always_inline)) QPACK_TARGET __m512i dot32_x16(const __m512i w[8], const int8_t *q,
+                                                                           __m512i init) {
+    __m512i lo0 = init, lo1 = _mm512_setzero_si512(), hi0 = _mm512_setzero_si512(), hi1 = _mm512_setzero_si512();
+    lo0 = dpbusd_bcst(lo0, w[0], q + 0);
+    hi0 = dpbusd_bcst(hi0, w[1], q + 4);
+    lo1 = dpbusd_bcst(lo1, w[2], q + 8);
+    hi1 = dpbusd_bcst(hi1, w[3], q + 12);
+    lo0 = dpbusd_bcst(lo0, w[4], q + 16);
+    hi0 = dpbusd_bcst(hi0, w[5], q + 20);
+    lo1 = dpbusd_bcst(lo1, w[6], q + 24);
+    hi1 = dpbusd_bcst(hi1, w[7], q + 28);
+    return _mm512_add_epi32(_mm512_add_epi32(lo0, lo1), _mm512_srai_epi32(_mm512_add_epi32(hi0, hi1), 4));
 }
 
 /* One tile against NT tokens (NT and Q4 constants after inlining). Loops
@@ -300,7 +343,7 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
             const char *next = (const char *)tile + (size_t)nb * (bb + 32) + (size_t)b * (bb + 32);
 #pragma GCC unroll 5
             for (int i = 0; i < 5; i++) _mm_prefetch(next + 64 * i, _MM_HINT_T0);
-            unpack_nibbles(v, w, 0);
+            unpack_nibbles_x16(v, w);
         } else {
             /* Q8_0 reads twice Q4_0's bytes for the same arithmetic: one
              * token's pass streams faster on the hardware prefetchers alone
@@ -318,7 +361,8 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
             const int8_t *q = a->q + (t0 + t) * K + b * 32;
-            const __m512i acc = dot32(w, q, _mm512_set1_epi32(a->corr[(t0 + t) * nb + b]));
+            const __m512i corr = _mm512_set1_epi32(a->corr[(t0 + t) * nb + b]);
+            const __m512i acc = Q4 ? dot32_x16(w, q, corr) : dot32(w, q, corr);
             f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, _mm512_set1_ps(a->d[(t0 + t) * nb + b])),
                                    f[t]);
         }
@@ -344,7 +388,7 @@ tile_k4_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
         for (int t = 0; t < NT; t++) isum[t] = _mm512_setzero_si512();
         for (int j = 0; j < 8; j++) {
             __m512i w[8];
-            unpack_nibbles(sb + 256 * j, w, 1);
+            unpack_nibbles(sb + 256 * j, w);
             const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + K4_NIB + 16 * j)));
 #pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
@@ -398,7 +442,7 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
             const __m512i h0 = _mm512_loadu_si512((const void *)(v + 256));
             const __m512i h1 = _mm512_loadu_si512((const void *)(v + 320));
             __m512i w[8];
-            unpack_nibbles(v, w, 1);
+            unpack_nibbles(v, w);
             /* High bits of vector j = 4h + m: bits 2m..2m+1 of h_h, moved
              * to bits 4..5 (16-bit shifts; the 0x30 mask keeps each byte's
              * own bits). */
@@ -422,15 +466,10 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
                 __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
 #pragma GCC unroll 2
                 for (int k = 0; k < 4; k += 2) {
-                    int32_t x[4];
-                    memcpy(&x[0], q + 4 * k, 4);
-                    memcpy(&x[1], q + 4 * k + 4, 4);
-                    memcpy(&x[2], q + 16 + 4 * k, 4);
-                    memcpy(&x[3], q + 16 + 4 * k + 4, 4);
-                    g0 = _mm512_dpbusd_epi32(g0, w[k], _mm512_set1_epi32(x[0]));
-                    h0 = _mm512_dpbusd_epi32(h0, w[k + 1], _mm512_set1_epi32(x[1]));
-                    g1 = _mm512_dpbusd_epi32(g1, w[4 + k], _mm512_set1_epi32(x[2]));
-                    h1 = _mm512_dpbusd_epi32(h1, w[4 + k + 1], _mm512_set1_epi32(x[3]));
+                    g0 = dpbusd_bcst(g0, w[k], q + 4 * k);
+                    h0 = dpbusd_bcst(h0, w[k + 1], q + 4 * k + 4);
+                    g1 = dpbusd_bcst(g1, w[4 + k], q + 16 + 4 * k);
+                    h1 = dpbusd_bcst(h1, w[4 + k + 1], q + 16 + 4 * k + 4);
                 }
                 g0 = _mm512_add_epi32(g0, h0);
                 g1 = _mm512_add_epi32(g1, h1);
