@@ -139,24 +139,25 @@ static void test_tile_products(void **state) {
 }
 
 /* Decode kernels (quant/qdot512.h) against the scalar reference dot product
- * (Q8_0 activations; Q8_K for Q4_K). */
+ * (Q8_0 activations; Q8_K for Q4_K and Q6_K). */
 static void test_qdot512(void **state) {
     (void)state;
-    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0, LLMS_TYPE_Q4_K};
+    const uint32_t types[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q8_0, LLMS_TYPE_Q4_K, LLMS_TYPE_Q6_K};
     const int64_t Ks[] = {128, 192, 256, 2048, 5632};
     if (!qdot512_supported(LLMS_TYPE_Q4_0, 128)) {
         printf("# qdot512: not available on this CPU\n");
         assert_false(qdot512_supported(LLMS_TYPE_Q8_0, 64));
         assert_false(qdot512_supported(LLMS_TYPE_Q4_K, 256));
+        assert_false(qdot512_supported(LLMS_TYPE_Q6_K, 256));
         return;
     }
-    assert_false(qdot512_supported(LLMS_TYPE_Q6_K, 256));
+    assert_false(qdot512_supported(LLMS_TYPE_Q5_K, 256));
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t kk = 0; kk < sizeof Ks / sizeof Ks[0]; kk++) {
             const int64_t K = Ks[kk];
             if (!qdot512_supported(types[k], K)) {
                 assert_true((types[k] == LLMS_TYPE_Q4_0 && K % 128 != 0) ||
-                            (types[k] == LLMS_TYPE_Q4_K && K % 256 != 0));
+                            ((types[k] == LLMS_TYPE_Q4_K || types[k] == LLMS_TYPE_Q6_K) && K % 256 != 0));
                 continue;
             }
             const int64_t rows = 7;

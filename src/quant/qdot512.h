@@ -1,7 +1,7 @@
 /*
- * Decode (matrix-vector) dot products for Q4_0, Q8_0 and Q4_K weights on
- * AVX512-VNNI, several blocks per step on 512-bit vectors (Q4_K: see
- * k4_row in qdot512.c).
+ * Decode (matrix-vector) dot products for Q4_0, Q8_0, Q4_K and Q6_K
+ * weights on AVX512-VNNI, several blocks per step on 512-bit vectors (the
+ * K-quants: see k4_row and k6_row in qdot512.c).
  *
  * The Q8_0 activation row is first rearranged once per matrix product
  * ("prepared") to match the weights' in-register layout: for Q4_0, the
@@ -25,7 +25,7 @@ int qdot512_supported(uint32_t wtype, int64_t K);
 /* Bytes of a prepared activation row (64-byte aligned buffer). */
 size_t qdot512_act_bytes(uint32_t wtype, int64_t K);
 /* Rearrange one activation row (K values, in quant_act_type(wtype)'s
- * format: Q8_0, or Q8_K for Q4_K) for wtype's kernel. */
+ * format: Q8_0, or Q8_K for Q4_K and Q6_K) for wtype's kernel. */
 void qdot512_prepare(uint32_t wtype, int64_t K, const void *act, void *prepared);
 /* out[i] = dot(row i, act) for `rows` consecutive weight rows, row_bytes apart. */
 void qdot512_rows(uint32_t wtype, int64_t K, const uint8_t *w, uint64_t row_bytes, int64_t rows,
