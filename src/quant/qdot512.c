@@ -318,14 +318,18 @@ k6_row(int64_t ns, const uint8_t *p0, const uint8_t *pa, size_t ps, float *out, 
     /* word shifts: lower 16 words (elements l) / upper 16 (elements l + 32) */
     const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    /* word k of a 64-value vector covers values 2k, 2k + 1: group k / 8 */
+    /* Word k of 64-value vector v covers values 2k, 2k + 1: group 4v + k / 8. */
+#define K6_G8(g) g, g, g, g, g, g, g, g
+    static const int16_t k6_gidx[4][32] __attribute__((aligned(64))) = {
+        {K6_G8(0), K6_G8(1), K6_G8(2), K6_G8(3)},
+        {K6_G8(4), K6_G8(5), K6_G8(6), K6_G8(7)},
+        {K6_G8(8), K6_G8(9), K6_G8(10), K6_G8(11)},
+        {K6_G8(12), K6_G8(13), K6_G8(14), K6_G8(15)},
+    };
+#undef K6_G8
     __m512i gidx[4];
     #pragma GCC unroll 4
-    for (int v = 0; v < 4; v++) {
-        int16_t ix[32];
-        for (int k = 0; k < 32; k++) ix[k] = (int16_t)(4 * v + k / 8);
-        gidx[v] = _mm512_loadu_si512((const void *)ix);
-    }
+    for (int v = 0; v < 4; v++) gidx[v] = _mm512_load_si512((const void *)k6_gidx[v]);
     __m512 s[QD_MAX_TOKENS];
     #pragma GCC unroll 8
     for (int t = 0; t < NT; t++) s[t] = _mm512_setzero_ps();
