@@ -1,5 +1,4 @@
 #include <cblas.h>
-#include <math.h>
 #include <string.h>
 
 #include "cpu.h"

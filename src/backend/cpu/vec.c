@@ -1,7 +1,7 @@
 /*
- * Small float vector helpers for attention, with run-time dispatch:
- * AVX-512F, AVX2+FMA, or portable C (the reference; tests/test_kernels.c
- * checks the SIMD versions against it).
+ * Small float vector helpers (attention, SwiGLU, RMSNorm, the sampler's
+ * passes), with run-time dispatch: AVX-512F, AVX2+FMA, or portable C (the
+ * reference; tests/test_kernels.c checks the SIMD versions against it).
  */
 #include <math.h>
 #include <pthread.h>

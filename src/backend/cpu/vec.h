@@ -1,8 +1,10 @@
 /*
- * Float vector helpers for attention (vec.c): run-time dispatched SIMD with
- * a portable reference. Keys and values come from the KV cache as IEEE
+ * Float vector helpers (vec.c): run-time dispatched SIMD with a portable
+ * reference. Attention: keys and values come from the KV cache as IEEE
  * binary16 bits (uint16_t, kvcache/kv.h: kv_half) and are widened to float
- * as they are loaded; every sum is float32.
+ * as they are loaded; its sums are float32. Also the other per-token steps
+ * on the calling thread: SwiGLU, RMSNorm and the sampler's passes over the
+ * vocabulary (those two sum in double).
  */
 #ifndef LLMS_BACKEND_CPU_VEC_H
 #define LLMS_BACKEND_CPU_VEC_H
