@@ -341,11 +341,12 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
              * tile and never asked for 2 KiB of each tile (one thread from
              * DRAM: 19 GB/s against 22-23 this way). To L2, not L1 (likely
              * why: the next tile, 18 KiB, asked into a 32 KiB L1 competes
-             * with the lines still to be read); side by side, 8 pairs, 2 threads: decode at
-             * 80.7% of the bandwidth limit to L1, 85.3% to L2, prompt
-             * unchanged. (Tiles whose scales follow each pair of blocks,
-             * one stream with no 2 KiB skips for the hardware prefetcher,
-             * measured 79.8% without read-ahead and 78.6% with it.) */
+             * with the lines still to be read). Side by side, 8 rounds, 2
+             * threads: decode at 80.7% of the bandwidth limit to L1, 85.3%
+             * to L2 (84.2% two tiles ahead, 81.8% half a tile ahead),
+             * prompt unchanged. Tiles whose scales follow each pair of
+             * blocks (one stream, no 2 KiB skips for the hardware
+             * prefetcher) measured 79.8% without read-ahead, 78.6% with. */
             const char *next = (const char *)tile + (size_t)nb * (bb + 32) + (size_t)b * (bb + 32);
 #pragma GCC unroll 5
             for (int i = 0; i < 5; i++) _mm_prefetch(next + 64 * i, _MM_HINT_T1);
