@@ -543,9 +543,7 @@ __attribute__((target("avx2,fma"))) static double sum_exp_256(const float *x, si
     }
     double lanes[4];
     _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
-    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for (; i < n; i++) s += exp((double)(x[i] - m));
-    return s;
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + sum_exp_c(x + i, n - i, m);
 }
 #else
 #define HAVE_X86 0
