@@ -382,7 +382,8 @@ bench: lib examples build/bin/llms-decode-parts
 			{ match($$0, /"prompt_tok_s": [0-9.]+/); pp = substr($$0, RSTART + 16, RLENGTH - 16); \
 			  match($$0, /"gen_tok_s": [0-9.]+/); tg = substr($$0, RSTART + 13, RLENGTH - 13); \
 			  match($$0, /"gen_fraction_of_bandwidth_limit": [0-9.]+/); fr = substr($$0, RSTART + 35, RLENGTH - 35); \
-			  line = sprintf("%-16s %-7s prompt %8.2f tok/s  gen %7.2f tok/s  %5.1f%% of the bandwidth limit", s, t, pp, tg, 100 * fr); \
+			  match($$0, /"gen_fraction_token_median": [0-9.]+/); ft = substr($$0, RSTART + 29, RLENGTH - 29); \
+			  line = sprintf("%-16s %-7s prompt %8.2f tok/s  gen %7.2f tok/s  %5.1f%% of the bandwidth limit (token by token %5.1f%%)", s, t, pp, tg, 100 * fr, 100 * ft); \
 			  if (s == "tinyllama-1.1b" && (t in rp)) line = line sprintf("  (vs llama.cpp: prompt %.2fx, gen %.2fx)", pp / rp[t], tg / rg[t]); \
 			  print line }'; \
 		echo "$$d" | awk '{ match($$0, /"read_fraction": [0-9.]+/); r = substr($$0, RSTART + 17, RLENGTH - 17); \

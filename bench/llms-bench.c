@@ -645,8 +645,9 @@ int main(int argc, char **argv) {
     bw_probe probe;
     if (!bw_probe_init(&probe, threads)) { fprintf(stderr, "%s: no memory for the bandwidth probe\n", argv[0]); return 1; }
     double best_pp = 0, best_tg = 0, *rep_bw = calloc((size_t)reps, sizeof(double)),
-           *rep_frac = calloc((size_t)reps, sizeof(double)), *slice_bw = calloc((size_t)n_gen + 1, sizeof(double));
-    if (!rep_bw || !rep_frac || !slice_bw) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
+           *rep_frac = calloc((size_t)reps, sizeof(double)), *slice_bw = calloc((size_t)n_gen + 1, sizeof(double)),
+           *rep_tok_frac = calloc((size_t)reps, sizeof(double)), *tok_frac = calloc((size_t)n_gen + 1, sizeof(double));
+    if (!rep_bw || !rep_frac || !slice_bw || !rep_tok_frac || !tok_frac) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
     for (long r = 0; r < reps; r++) {
         llms_session *s;
         if ((st = llms_session_create(m, &sp, &s))) { cli_report(argv[0], "session", st); return 1; }
@@ -666,18 +667,24 @@ int main(int argc, char **argv) {
          * step), so only the later steps are timed: n_gen - 1 forward passes.
          * After each, the probe reads a slice; the run's bandwidth is the
          * median of those readings (a single slice can catch a neighbour's
-         * burst or lull). */
+         * burst or lull). The run's fraction is its mean speed over that
+         * median, which a few slow tokens pull down while slow readings do
+         * not move the median; so each token is also set against the
+         * reading right after it, and the median of those fractions is
+         * printed beside it ("token by token"), robust on both sides. */
         const size_t slice = (size_t)128 << 20;
         double step_time = 0;
         if (llms_session_step(s, &res) == LLMS_TOKEN) got = 1;
         for (;;) {
             double t2 = now_s();
             if (llms_session_step(s, &res) != LLMS_TOKEN) break;
-            step_time += now_s() - t2;
+            const double tok_time = now_s() - t2;
+            step_time += tok_time;
             /* The library's workers spin for up to 0.2 ms after a pass
              * before they sleep: let them, or the probe shares the cores. */
             nanosleep(&(struct timespec){0, 2000000}, NULL);
             slice_bw[got - 1] = bw_probe_slice(&probe, slice * (size_t)got, slice);
+            tok_frac[got - 1] = bpt / tok_time / (slice_bw[got - 1] * 1e9);
             got++;
         }
         llms_session_destroy(s);
@@ -686,17 +693,22 @@ int main(int argc, char **argv) {
         if (tg > best_tg) best_tg = tg;
         if (got > 1) {
             rep_bw[r] = median(slice_bw, (int)(got - 1));
+            rep_tok_frac[r] = median(tok_frac, (int)(got - 1));
         }
         rep_frac[r] = rep_bw[r] > 0 ? tg * bpt / (rep_bw[r] * 1e9) : 0;
         if (!json)
             printf("run %ld: generation %.2f tok/s; bandwidth read between its tokens %.2f GB/s: "
-                   "%.1f%% of the limit\n", r + 1, tg, rep_bw[r], 100 * rep_frac[r]);
+                   "%.1f%% of the limit; token by token: median %.1f%%\n", r + 1, tg, rep_bw[r], 100 * rep_frac[r],
+                   100 * rep_tok_frac[r]);
     }
     free(probe.buf);
-    double bw = median(rep_bw, (int)reps), frac = median(rep_frac, (int)reps);
+    double bw = median(rep_bw, (int)reps), frac = median(rep_frac, (int)reps),
+           tok_frac_med = median(rep_tok_frac, (int)reps);
     free(rep_bw);
     free(rep_frac);
     free(slice_bw);
+    free(rep_tok_frac);
+    free(tok_frac);
     double limit = bw * 1e9 / bpt;
     /* Prompt speed against the float32 ceiling (meaningful for F16/F32
      * weights; quantized ones use integer products that can exceed it). */
@@ -709,17 +721,18 @@ int main(int argc, char **argv) {
         printf("{\"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"n_params\": %llu, "
                "\"prompt_tokens\": %ld, \"gen_tokens\": %ld, \"prompt_tok_s\": %.2f, \"gen_tok_s\": %.2f, "
                "\"bytes_per_token\": %.0f, \"mem_read_gb_s\": %.2f, \"gen_limit_tok_s\": %.2f, "
-               "\"gen_fraction_of_bandwidth_limit\": %.3f, \"sgemm_gflop_s\": %.1f, \"prompt_f32_limit_tok_s\": %.2f}\n",
+               "\"gen_fraction_of_bandwidth_limit\": %.3f, \"gen_fraction_token_median\": %.3f, \"sgemm_gflop_s\": %.1f, \"prompt_f32_limit_tok_s\": %.2f}\n",
                path, llms_context_backend(ctx) == LLMS_BACKEND_VULKAN ? "vulkan" : "cpu", threads,
-               (unsigned long long)info.n_params, n_prompt, n_gen, best_pp, best_tg, bpt, bw, limit, frac, gflops,
-               pp_limit);
+               (unsigned long long)info.n_params, n_prompt, n_gen, best_pp, best_tg, bpt, bw, limit, frac,
+               tok_frac_med, gflops, pp_limit);
     } else {
         printf("model %s (%llu params), %d threads\n", path, (unsigned long long)info.n_params, threads);
         printf("prompt processing: %ld tokens: %.2f tok/s\n", n_prompt, best_pp);
         printf("generation: %ld tokens: %.2f tok/s\n", n_gen, best_tg);
         printf("weights read per token: %.1f MB; memory read bandwidth: %.2f GB/s; limit %.2f tok/s; "
                "generation at %.1f%% of the limit (median of the runs, each against the bandwidth read "
-               "beside it)\n", bpt / 1e6, bw, limit, 100 * frac);
+               "beside it); token by token %.1f%% (median of each token's speed against the reading right "
+               "after it)\n", bpt / 1e6, bw, limit, 100 * frac, 100 * tok_frac_med);
         if (pp_limit > 0)
             printf("float32 sgemm: %.1f GFLOP/s; a prompt token costs %.2f GFLOP in weight products, so float "
                    "weights prefill at most %.1f tok/s (prompt at %.1f%% of that)\n",
