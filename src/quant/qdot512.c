@@ -248,8 +248,8 @@ q8_row(int64_t ng, const uint8_t *p0, const uint8_t *pa, size_t ps, float *out, 
  * together: 41 instructions. One thread, 2048-wide rows, alternating
  * with the earlier form: from cache 1.21x (28-40 against 23-33 GB/s),
  * from memory 1.07x; two threads from memory, against a load-only loop
- * beside them, 91-94% against 90-94% of it. Results are bit-identical to
- * the earlier form's. */
+ * beside them: 85-94% of it against 84-94%, about 1 point more on average
+ * (6 alternating runs). Results are bit-identical to the earlier form's. */
 static inline __attribute__((always_inline)) QD_TARGET void
 k4_row(int64_t ns, const uint8_t *p0, const uint8_t *pa, size_t ps, float *out, int64_t ldo, const int NT) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
