@@ -29,17 +29,55 @@ typedef struct bw_job {
     double t0, t1;   /* when this thread started and finished reading */
 } bw_job;
 
+/* The plain reader: every word, four chains. */
+static inline uint64_t bw_read_plain(const uint64_t *p, size_t n) {
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+    }
+    return s0 + s1 + s2 + s3;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <string.h>
+/* 256-bit loads, each 64-byte line asked for 4 KiB ahead into L2. */
+__attribute__((target("avx2"))) static inline uint64_t bw_read_ahead(const uint64_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_prefetch((const char *)(p + i) + 4096, _MM_HINT_T1);
+        a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(const void *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 4)));
+    }
+    uint64_t t[4];
+    a = _mm256_add_epi64(a, b);
+    memcpy(t, &a, sizeof t);
+    return t[0] + t[1] + t[2] + t[3] + bw_read_plain(p + i, n - i);
+}
+#endif
+
+/* Sums n words from p the fastest way found to stream memory here, which
+ * is what the limit has to be: the kernels' own read-ahead (F16 rows, Q4_0
+ * tiles) made F16 decode run at 104-112% of a probe of plain loads. 256-bit
+ * loads with a read-ahead of 4 KiB into L2 read 1.12-1.15x what the plain
+ * loop of four scalar chains reads (2 threads, 128 MiB slices, alternating,
+ * medians of 30; 2 KiB ahead 1.00-1.04x, 8 KiB 1.09-1.12x, into L1
+ * 1.11-1.12x). The plain loop where AVX2 is missing. */
+static inline uint64_t bw_read_words(const uint64_t *p, size_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2")) return bw_read_ahead(p, n);
+#endif
+    return bw_read_plain(p, n);
+}
+
 static inline void *bw_thread(void *arg) {
     bw_job *j = arg;
     j->t0 = now_s();
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i + 4 <= j->n; i += 4) {
-        s0 += j->p[i];
-        s1 += j->p[i + 1];
-        s2 += j->p[i + 2];
-        s3 += j->p[i + 3];
-    }
-    j->sum = s0 + s1 + s2 + s3;
+    j->sum = bw_read_words(j->p, j->n);
     j->t1 = now_s();
     return NULL;
 }

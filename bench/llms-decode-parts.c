@@ -51,7 +51,7 @@ typedef struct read_job {
 static void read_range(void *arg, int64_t u0, int64_t u1) {
     read_job *j = arg;
     const region *r = j->r;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint64_t sum = 0;
     for (int k = 0; k < r->nw; k++) {
         int64_t a = u0 > r->first_unit[k] ? u0 : r->first_unit[k];
         int64_t b = u1 < r->first_unit[k + 1] ? u1 : r->first_unit[k + 1];
@@ -59,15 +59,10 @@ static void read_range(void *arg, int64_t u0, int64_t u1) {
         size_t off = (size_t)(a - r->first_unit[k]) * CHUNK, end = (size_t)(b - r->first_unit[k]) * CHUNK;
         if (end > r->bytes[k]) end = r->bytes[k];
         const uint64_t *q = (const uint64_t *)(r->p[k] + off);
-        /* The probe's loop (bwprobe.h): every word, four chains. */
-        for (size_t i = 0; i + 4 <= (end - off) / 8; i += 4) {
-            s0 += q[i];
-            s1 += q[i + 1];
-            s2 += q[i + 2];
-            s3 += q[i + 3];
-        }
+        /* The probe's reader (bwprobe.h). */
+        sum += bw_read_words(q, (end - off) / 8);
     }
-    __atomic_fetch_add(&j->sums[(u0 / 8) % 64], s0 + s1 + s2 + s3, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&j->sums[(u0 / 8) % 64], sum, __ATOMIC_RELAXED);
 }
 
 static int setup_region(region *r, const weight *const *ws, int nw) {
