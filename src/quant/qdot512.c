@@ -137,6 +137,12 @@ void qdot512_prepare(uint32_t wtype, int64_t K, const void *act, void *prepared)
 
 static inline QD_TARGET float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+/* Asks for the lines of a `bytes`-long block QD_K_AHEAD ahead, into L2. */
+static inline __attribute__((always_inline)) void qd_k_read_ahead(const uint8_t *block, const int bytes) {
+    #pragma GCC unroll 4
+    for (int l = 0; l < bytes; l += 64) _mm_prefetch((const char *)block + QD_K_AHEAD + l, _MM_HINT_T1);
+}
+
 /* One Q4_0 row against NT tokens' prepared activations (NT a constant
  * after inlining, 1..QD_MAX_TOKENS): each 72-byte group of four blocks is
  * split into nibbles once and then used for every token, which is what
@@ -297,10 +303,7 @@ k4_row(int64_t ns, const uint8_t *p0, const uint8_t *pa, size_t ps, float *out, 
     const uint8_t *q = pa;
     for (int64_t i = 0; i < ns; i++, p0 += sizeof(blk_q4_K), q += K4P_BYTES) {
         const blk_q4_K *x = (const blk_q4_K *)(const void *)p0;
-        /* The 144-byte block's lines, 4 KiB ahead (see QD_K_AHEAD). */
-        _mm_prefetch((const char *)p0 + QD_K_AHEAD, _MM_HINT_T1);
-        _mm_prefetch((const char *)p0 + QD_K_AHEAD + 64, _MM_HINT_T1);
-        _mm_prefetch((const char *)p0 + QD_K_AHEAD + 128, _MM_HINT_T1);
+        qd_k_read_ahead(p0, (int)sizeof(blk_q4_K));
         /* 16 bytes from the scale field on: its 12 and 4 of qs (unused). */
         const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)x->scales);
         const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi8(raw, c_lo), sh_lo), m_lo);
@@ -382,9 +385,7 @@ k6_row(int64_t ns, const uint8_t *p0, const uint8_t *pa, size_t ps, float *out, 
     const uint8_t *q = pa;
     for (int64_t i = 0; i < ns; i++, p0 += sizeof(blk_q6_K), q += K6P_BYTES) {
         const blk_q6_K *x = (const blk_q6_K *)(const void *)p0;
-        /* The 210-byte block's lines, 4 KiB ahead (see QD_K_AHEAD). */
-        #pragma GCC unroll 4
-        for (int l = 0; l < 256; l += 64) _mm_prefetch((const char *)p0 + QD_K_AHEAD + l, _MM_HINT_T1);
+        qd_k_read_ahead(p0, (int)sizeof(blk_q6_K));
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)x->scales));
         const __m512i sc5 = _mm512_castsi256_si512(sc16);
         __m512i w[4], scv[4];
