@@ -364,7 +364,7 @@ BENCH_DIR := build/bench
 BENCH_SHAPES ?= tinyllama-1.1b
 BENCH_TYPES ?= Q4_0 Q8_0 Q4_K_M F16
 BENCH_ARGS ?= --threads 2 --prompt 512 --gen 64 --reps 3 --backend cpu
-BENCH_PARTS_ARGS ?= --threads 2 --tokens 48
+BENCH_PARTS_ARGS ?= --threads 2 --tokens 48 --context 512
 bench: lib examples build/bin/llms-decode-parts
 	@mkdir -p $(BENCH_DIR)
 	@set -e; out=$(BENCH_DIR)/report.json; rm -f $$out.tmp; sep=''; \
@@ -389,7 +389,9 @@ bench: lib examples build/bin/llms-decode-parts
 		echo "$$d" | awk '{ match($$0, /"read_fraction": [0-9.]+/); r = substr($$0, RSTART + 17, RLENGTH - 17); \
 			  match($$0, /"products_fraction": [0-9.]+/); p = substr($$0, RSTART + 21, RLENGTH - 21); \
 			  match($$0, /"decode_fraction": [0-9.]+/); d = substr($$0, RSTART + 19, RLENGTH - 19); \
-			  printf "%25s decode parts (short context): loads only %.1f%%, products %.1f%%, passes %.1f%% of the probe\n", "", 100 * r, 100 * p, 100 * d }'; \
+			  match($$0, /"context": [0-9]+/); c = substr($$0, RSTART + 11, RLENGTH - 11); \
+			  match($$0, /"decode_at_context_fraction": [0-9.]+/); l = substr($$0, RSTART + 30, RLENGTH - 30); \
+			  printf "%25s decode parts: loads only %.1f%%, products %.1f%%, passes %.1f%% (short context), %.1f%% (at %d) of the probe\n", "", 100 * r, 100 * p, 100 * d, 100 * l, c }'; \
 	done; done; printf '\n ]}\n' >> $$out.tmp; mv $$out.tmp $$out; echo "bench: wrote $$out"
 
 # `make bench-compare`: the reference figures above were measured at another

@@ -1,5 +1,5 @@
 /*
- * llms-decode-parts --model FILE [--threads N] [--tokens N] [--json]
+ * llms-decode-parts --model FILE [--threads N] [--tokens N] [--context N] [--json]
  *
  * Where a generated token's time goes on the CPU backend. Four
  * measurements, interleaved token by token so that each sees the same
@@ -15,7 +15,10 @@
  *   products  the same regions through the library's matrix products
  *             (cpu_matmul_n) on one token: the kernels with their
  *             arithmetic, without attention, norms or RoPE;
- *   decode    whole forward passes of one token (a session, short context).
+ *   decode    whole forward passes of one token (a session, short context);
+ *   at N      with --context N, the same at positions N, N+1, ... (a
+ *             second session, prefilled with N tokens once): what the
+ *             attention over a long context adds to a token.
  * Each as GB/s of weight bytes per token and as a fraction of the probe.
  * It links the library's objects (like the tests), not the shared
  * library: it walks the model's weights and uses its thread pool.
@@ -78,13 +81,13 @@ static int setup_region(region *r, const weight *const *ws, int nw) {
 }
 
 static void usage(const char *p) {
-    fprintf(stderr, "usage: %s --model FILE [--threads N] [--tokens N] [--json]\n", p);
+    fprintf(stderr, "usage: %s --model FILE [--threads N] [--tokens N] [--context N] [--json]\n", p);
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *path = NULL;
-    long n_tok = 32;
+    long n_tok = 32, n_context = 0;
     int json = 0;
     llms_context_params cp;
     llms_context_params_init(&cp);
@@ -97,6 +100,7 @@ int main(int argc, char **argv) {
             if (!cli_long(v, 1, 1024, &l)) usage(argv[0]);
             cp.n_threads = (int32_t)l;
         } else if ((v = cli_opt(argc, argv, &i, "--tokens"))) { if (!cli_long(v, 3, 10000, &n_tok)) usage(argv[0]); }
+        else if ((v = cli_opt(argc, argv, &i, "--context"))) { if (!cli_long(v, 0, 1000000, &n_context)) usage(argv[0]); }
         else if (!strcmp(argv[i], "--json")) json = 1;
         else usage(argv[0]);
     }
@@ -146,11 +150,26 @@ int main(int argc, char **argv) {
     if ((st = llms_session_create(m, &sp, &s))) { cli_report(argv[0], "session", st); return 1; }
     int32_t tok = llms_model_special_token(m, LLMS_SPECIAL_BOS);
     if (tok < 0) tok = 1;
+    /* --context: a session holding n_context tokens, decoding on from there
+     * (room for every measured token, so it is filled once). */
+    llms_session *sl = NULL;
+    if (n_context > 0) {
+        llms_session_params lp = sp;
+        lp.n_ctx = (uint32_t)(n_context + n_tok + 2);
+        int32_t *fill = malloc((size_t)n_context * sizeof *fill);
+        for (long i = 0; i < n_context; i++) fill[i] = (int32_t)(100 + (i * 7919) % 1000);
+        if ((st = llms_session_create(m, &lp, &sl)) || (st = llms_session_feed_tokens(sl, fill, (size_t)n_context))) {
+            cli_report(argv[0], "context", st);
+            return 1;
+        }
+        free(fill);
+    }
 
     bw_probe probe;
     if (!bw_probe_init(&probe, threads)) { fprintf(stderr, "%s: no memory for the probe\n", argv[0]); return 1; }
     double *g_probe = calloc((size_t)n_tok, sizeof(double)), *g_read = calloc((size_t)n_tok, sizeof(double)),
-           *g_prod = calloc((size_t)n_tok, sizeof(double)), *g_dec = calloc((size_t)n_tok, sizeof(double));
+           *g_prod = calloc((size_t)n_tok, sizeof(double)), *g_dec = calloc((size_t)n_tok, sizeof(double)),
+           *g_ctx = calloc((size_t)n_tok, sizeof(double));
     read_job rj;
     memset(&rj, 0, sizeof rj);
     const size_t slice = (size_t)128 << 20;
@@ -176,21 +195,25 @@ int main(int argc, char **argv) {
         if (llms_session_n_tokens(s) + 1 >= sp.n_ctx) llms_session_reset(s);
         if ((st = llms_session_feed_tokens(s, &tok, 1))) { cli_report(argv[0], "decode", st); return 1; }
         double t3 = now_s();
+        if (sl && (st = llms_session_feed_tokens(sl, &tok, 1))) { cli_report(argv[0], "decode at --context", st); return 1; }
+        double t4 = now_s();
         if (t < 0) continue;
         g_probe[t] = probe_gbs;
         g_read[t] = bytes / (t1 - t0) / 1e9;
         g_prod[t] = bytes / (t2 - t1) / 1e9;
         g_dec[t] = bytes / (t3 - t2) / 1e9;
+        g_ctx[t] = bytes / (t4 - t3) / 1e9;
     }
     uint64_t keep = 0;
     for (int i = 0; i < 64; i++) keep += rj.sums[i];
     const double pr = median(g_probe, (int)n_tok), rd = median(g_read, (int)n_tok), pd = median(g_prod, (int)n_tok),
-                 dc = median(g_dec, (int)n_tok);
+                 dc = median(g_dec, (int)n_tok), dl = sl ? median(g_ctx, (int)n_tok) : 0;
     if (json)
         printf("{\"model\": \"%s\", \"threads\": %d, \"tokens\": %ld, \"bytes_per_token\": %.0f, "
                "\"probe_gb_s\": %.2f, \"read_gb_s\": %.2f, \"products_gb_s\": %.2f, \"decode_gb_s\": %.2f, "
-               "\"read_fraction\": %.3f, \"products_fraction\": %.3f, \"decode_fraction\": %.3f}\n",
-               path, threads, n_tok, bytes, pr, rd, pd, dc, rd / pr, pd / pr, dc / pr);
+               "\"read_fraction\": %.3f, \"products_fraction\": %.3f, \"decode_fraction\": %.3f, "
+               "\"context\": %ld, \"decode_at_context_gb_s\": %.2f, \"decode_at_context_fraction\": %.3f}\n",
+               path, threads, n_tok, bytes, pr, rd, pd, dc, rd / pr, pd / pr, dc / pr, n_context, dl, dl / pr);
     else
         printf("model %s, %d threads, %.1f MB of weights a token, medians of %ld tokens:\n"
                "  probe      %6.2f GB/s\n"
@@ -199,7 +222,10 @@ int main(int argc, char **argv) {
                "  decode     %6.2f GB/s  %5.1f%% (whole forward passes)%s\n",
                path, threads, bytes / 1e6, n_tok, pr, rd, 100 * rd / pr, pd, 100 * pd / pr, dc, 100 * dc / pr,
                keep == 42 ? " " : "");
+    if (!json && sl) printf("  at %-7ld %6.2f GB/s  %5.1f%% (whole forward passes at positions %ld on)\n", n_context, dl,
+                            100 * dl / pr, n_context);
     llms_session_destroy(s);
+    llms_session_destroy(sl);
     llms_model_destroy(m);
     llms_context_destroy(ctx);
     free(probe.buf);
