@@ -15,12 +15,15 @@
  * sessions and prefill, with no per-call repacking.
  *
  * Tile = 16 rows x K columns (K % 32 == 0), qpack_tile_bytes(type, K) bytes:
+ *   scales [K/32][16] fp16, row r's block scale (0 for padding rows),
+ *     padded to a multiple of 64 bytes;
  *   values [K/32 blocks][NV vectors][64 bytes], byte 4r + c of vector i of
  *     block b holding row r's values, with u the unsigned stored value:
  *       Q4_0 (NV 4): u[32b + 8i + c] | u[32b + 8i + 4 + c] << 4,
  *                    u = the 4-bit value, weight = (u - 8) * scale;
- *       Q8_0 (NV 8): u[32b + 4i + c], u = q + 128, weight = (u - 128) * scale;
- *   scales [K/32][16] fp16, row r's block scale (0 for padding rows).
+ *       Q8_0 (NV 8): u[32b + 4i + c], u = q + 128, weight = (u - 128) * scale.
+ *   The scales come first so that a kernel reading a run of tiles reads one
+ *   forward stream (see tile_nt in qpack.c).
  * Q4_K (K % 256 == 0) per 256-column super-block: the 8 blocks' nibbles as
  * for Q4_0, then the 6-bit block scales sc [8][16] u8 and mins mn as int16
  * pairs (blocks 2p, 2p+1 of row r at [p][r], for vpdpwssd), then d [16]
