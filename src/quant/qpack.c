@@ -241,29 +241,51 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
  * L2, a fixed distance ahead of the values. It was Q4_0's too (measured
  * then, side by side: +10% decode over 2 KiB to L1; one thread from DRAM
  * 12 GB/s without read-ahead, 15-17 at 8 KiB, 17-20 at 32 KiB), until
- * Q4_0 moved to reading ahead by tile (tile_nt), which also covers each
- * tile's scales. Further ahead gains no more and wastes more at the end
- * of each claimed range. */
+ * Q4_0 moved to a cursor over the whole tile stream (QPACK_Q4_AHEAD),
+ * which covers each tile's scales too. Further ahead gains no more and
+ * wastes more at the end of each claimed range. */
 #define QPACK_HINT _MM_HINT_T1
 #define QPACK_PREFETCH 32768
-/* Q8_0's read-ahead for one token: 4 KiB ahead of the values, into L2.
- * With the scales at the end of each tile (the earlier layout) it gained
- * nothing: a thread then read two streams, the values and, 32 bytes a
- * block, the scales 32 KiB further on. With the scales at the head of the
- * tile a run of tiles is one forward stream, and reading ahead pays.
- * Measured with llms-decode-parts (tinyllama-1.1b Q8_0, 2 threads, medians
- * of 16 tokens, 8 alternating rounds): the products at 87.5-92.7% of the
- * probe before (mean 91.0%), 92.8-98.1% with the head scales and this
- * (mean 94.6%); 2 KiB ahead measured the same, by tile as Q4_0 (below)
- * 87.8-94.3%. A pass over the same tiles with loads alone (no arithmetic)
- * read at 88-92% with the scales at the end and at 95-98% with them
- * first: the layout, not the arithmetic, had held the kernel back. */
+/* Q4_0's read-ahead (every batch size) and Q8_0's (one token): a cursor
+ * that walks the tile stream this far ahead of the block in use, block b
+ * asking for its share of the tile's bytes (values and scales) that far
+ * on. The tiles of a claimed range are contiguous, and with the scales at
+ * the head of each tile (qpack.h) they are one forward stream, so the
+ * cursor asks for every line once, scales included. Measured with
+ * llms-decode-parts (tinyllama-1.1b, 2 threads, medians of 16 tokens,
+ * alternating rounds), the products as a fraction of the probe:
+ * - Q8_0, which had read nothing ahead for one token (with the scales at
+ *   the end of each tile, 32 bytes a block 32 KiB past the values, a
+ *   fixed distance ahead had gained nothing): 87.5-92.7% (mean 91.0%,
+ *   8 rounds) before, 92.8-98.1% (94.6%) with the scales first and 4 KiB
+ *   ahead; 2 and 8 KiB and a whole tile ahead no better. A pass over the
+ *   same tiles with loads alone read 88-92% with the scales at the end and
+ *   95-98% with them first: the layout had held the kernel back.
+ * - Q4_0, which read the next tile's share (a whole tile ahead; earlier
+ *   measured better than half a tile, two tiles, or a distance ahead of
+ *   the values, which skipped the scales): 85.7-90.9% (mean 88.5%, 6
+ *   rounds) against 90.0-96.9% (92.0%) 8 KiB ahead; 4 KiB 86.4-96.2%
+ *   (90.9%), 12 KiB 89.6-91.5%.
+ * To L2: the stream, asked into L1, competes with the lines still to be
+ * read (Q4_0 decode at 80.7% of the bandwidth limit to L1, 85.3% to L2). */
+#define QPACK_Q4_AHEAD 8192
 #define QPACK_Q8_AHEAD 4096
+
+/* Asks for block b's share (`share` bytes) of the tile stream `ahead`
+ * bytes past the tile's start. A share is 288 (Q4_0) or 544 (Q8_0) bytes,
+ * so it starts at 0 or 32 bytes into a line and (share + 63) / 64
+ * prefetches reach all its lines. */
+static inline __attribute__((always_inline)) void tile_read_ahead(const uint8_t *tile, int64_t b, size_t share,
+                                                                   size_t ahead) {
+    const char *p = (const char *)tile + ahead + (size_t)b * share;
+#pragma GCC unroll 9
+    for (size_t o = 0; o < share; o += 64) _mm_prefetch(p + o, QPACK_HINT);
+}
 
 /* The 8 weight vectors of a 32-column block stored as 4 vectors of nibble
  * pairs (Q4_K, the low bits of Q6_K), prefetching QPACK_PREFETCH ahead as
- * it goes. (Q4_0 unpacks with unpack_nibbles_x16 and reads ahead by tile:
- * tile_nt.) */
+ * it goes. (Q4_0 unpacks with unpack_nibbles_x16 and reads ahead with
+ * tile_read_ahead: tile_nt.) */
 static inline __attribute__((always_inline)) QPACK_TARGET void unpack_nibbles(const uint8_t *v, __m512i w[8]) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 4
@@ -353,35 +375,15 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
         const uint8_t *v = vals + (size_t)b * bb;
         __m512i w[8];
         if (Q4) {
-            /* Read-ahead by tile: block b's share (288 bytes: a block's
-             * values and scales) of the next tile, which starts where this
-             * tile's values end. A fixed distance ahead of
-             * the values (as the K-quants do) advanced 16 KiB per 18 KiB
-             * tile and never asked for 2 KiB of each tile (one thread from
-             * DRAM: 19 GB/s against 22-23 this way). To L2, not L1 (likely
-             * why: the next tile, 18 KiB, asked into a 32 KiB L1 competes
-             * with the lines still to be read). Side by side, 8 rounds, 2
-             * threads: decode at 80.7% of the bandwidth limit to L1, 85.3%
-             * to L2 (84.2% two tiles ahead, 81.8% half a tile ahead),
-             * prompt unchanged. Tiles whose scales follow each pair of
-             * blocks (one stream, no 2 KiB skips for the hardware
-             * prefetcher) measured 79.8% without read-ahead, 78.6% with;
-             * not reading past the last tile of a thread's claimed range
-             * 82.3% against 85.1% (the next claim, this thread's or the
-             * other's, starts there). Still so with the scales at the head
-             * of the tile (4, 8 and 16 KiB ahead of the values: 78-86%
-             * against 86-94% this way, 3 alternating rounds), while Q8_0
-             * now gains from the fixed distance (QPACK_Q8_AHEAD). */
-            const char *next = (const char *)vals + (size_t)nb * bb + (size_t)b * (bb + 32);
-#pragma GCC unroll 5
-            for (int i = 0; i < 5; i++) _mm_prefetch(next + 64 * i, _MM_HINT_T1);
+            tile_read_ahead(tile, b, bb + SC_BYTES, QPACK_Q4_AHEAD);
             unpack_nibbles_x16(v, w);
         } else {
-            /* One token: QPACK_Q8_AHEAD. Batches, with more arithmetic per
-             * byte, as the K-quants. */
+            /* Batches, with more arithmetic per byte, read ahead as the
+             * K-quants do. */
+            if (NT == 1) tile_read_ahead(tile, b, bb + SC_BYTES, QPACK_Q8_AHEAD);
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) {
-                _mm_prefetch((const char *)(v + (NT > 1 ? QPACK_PREFETCH : QPACK_Q8_AHEAD) + 64 * i), QPACK_HINT);
+                if (NT > 1) _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
                 w[i] = _mm512_loadu_si512((const void *)(v + 64 * i));
             }
         }
