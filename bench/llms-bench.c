@@ -93,8 +93,12 @@ static void usage(const char *p) {
 /* GFLOP/s of OpenBLAS sgemm (the library's own BLAS, with the thread
  * count the library gave it) on a prompt-shaped product: n_tok x 2048
  * activations times a 2048 x 2048 weight matrix, best of 3. Float weights
- * (F16, F32) are multiplied this way at prefill, so it is their compute
- * ceiling, measured in the same run. */
+ * (F16, F32) are multiplied this way at prefill on CPUs without AVX-512;
+ * with it the library uses its own kernel (src/backend/cpu/fgemm.h),
+ * which this figure does not bound: OpenBLAS's speed depends on the
+ * kernels it picks for the CPU (printed beside it; OPENBLAS_CORETYPE
+ * overrides them). */
+char *openblas_get_corename(void);
 static double sgemm_gflops(long n_tok) {
     const int M = n_tok < 64 ? 64 : (int)n_tok, K = 2048, N = 2048;
     float *x = malloc((size_t)M * K * sizeof(float)), *w = malloc((size_t)N * K * sizeof(float)),
@@ -734,9 +738,10 @@ int main(int argc, char **argv) {
                "beside it); token by token %.1f%% (median of each token's speed against the reading right "
                "after it)\n", bpt / 1e6, bw, limit, 100 * frac, 100 * tok_frac_med);
         if (pp_limit > 0)
-            printf("float32 sgemm: %.1f GFLOP/s; a prompt token costs %.2f GFLOP in weight products, so float "
-                   "weights prefill at most %.1f tok/s (prompt at %.1f%% of that)\n",
-                   gflops, 2 * totals.macs_per_token / 1e9, pp_limit, 100 * best_pp / pp_limit);
+            printf("OpenBLAS float32 sgemm (%s kernels): %.1f GFLOP/s; a prompt token costs %.2f GFLOP in weight "
+                   "products, so prefill through it would reach at most %.1f tok/s (prompt at %.1f%% of that)\n",
+                   openblas_get_corename(), gflops, 2 * totals.macs_per_token / 1e9, pp_limit,
+                   100 * best_pp / pp_limit);
     }
     free(prompt);
     llms_model_destroy(m);

@@ -8,6 +8,9 @@
  *    activations, for full and partial tiles and every token-panel width.
  * Decode kernels (quant/qdot512.h) and the repacked Q4_0 kernel
  * (quant/qpack.h) against the scalar reference dot product.
+ * The float GEMM for F32/F16/BF16 weights (backend/cpu/fgemm.h) against a
+ * double-precision product, and each token's row against the same token
+ * computed alone.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +29,9 @@
 #include "quant/qdot512.h"
 #include "quant/qpack.h"
 #include "backend/cpu/vec.h"
+#include "backend/cpu/fgemm.h"
+#include "core/alloc.h"
+#include "core/threadpool.h"
 #include "quant/types.h"
 
 static const uint32_t TYPES[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q4_1, LLMS_TYPE_Q5_0, LLMS_TYPE_Q5_1,
@@ -489,6 +495,60 @@ static void test_vec_row_ops(void **state) {
     }
 }
 
+/* fgemm on F32, F16 and BF16 weights: shapes that leave partial token
+ * groups (n % 4), partial row groups (N % 6), partial tasks (N % 48) and a
+ * partial 16-column step (K % 16), on a 2-thread pool. */
+static void test_fgemm(void **state) {
+    (void)state;
+    if (!fgemm_supported(LLMS_TYPE_F16)) {
+        printf("# fgemm: not available on this CPU\n");
+        return;
+    }
+    assert_false(fgemm_supported(LLMS_TYPE_Q4_0));
+    threadpool *pool;
+    assert_int_equal(pool_create(&lalloc_libc, 2, &pool), LLMS_OK);
+    const uint32_t types[] = {LLMS_TYPE_F32, LLMS_TYPE_F16, LLMS_TYPE_BF16};
+    const int64_t Ks[] = {16, 37, 2048}, Ns[] = {1, 13, 101}, ns[] = {1, 6, 9};
+    for (int ti = 0; ti < 3; ti++)
+        for (int c = 0; c < 27; c++) {
+            const uint32_t T = types[ti];
+            const int64_t K = Ks[c / 9], N = Ns[c / 3 % 3], n = ns[c % 3];
+            assert_true(fgemm_supported(T));
+            const uint64_t rb = type_row_bytes(type_get(T), (uint64_t)K);
+            uint8_t *wd = xaligned(rb * (uint64_t)N);
+            float *row = xaligned((size_t)K * sizeof(float)), *wf = xaligned((size_t)(N * K) * sizeof(float));
+            for (int64_t r = 0; r < N; r++) {
+                for (int64_t k = 0; k < K; k++) row[k] = frand() * (1.0f + (float)(r % 3));
+                quant_quantize_row(T, row, wd + r * rb, K);
+                quant_dequantize_row(T, wd + r * rb, wf + r * K, K);
+                for (int64_t k = 0; k < K; k++) assert_true(fabsf(wf[r * K + k] - row[k]) <= 0.01f * fabsf(row[k]));
+            }
+            float *x = xaligned((size_t)(n * K) * sizeof(float)), *y = xaligned((size_t)(n * N) * sizeof(float)),
+                  *y1 = xaligned((size_t)N * sizeof(float));
+            for (int64_t i = 0; i < n * K; i++) x[i] = frand();
+            const weight w = {.type = T, .cols = K, .rows = N, .row_bytes = rb, .data = wd, .name = "w"};
+            fgemm(pool, &w, x, n, y);
+            for (int64_t t = 0; t < n; t++) {
+                for (int64_t r = 0; r < N; r++) {
+                    double ref = 0, mag = 0;
+                    for (int64_t k = 0; k < K; k++) {
+                        ref += (double)x[t * K + k] * wf[r * K + k];
+                        mag += fabs((double)x[t * K + k] * wf[r * K + k]);
+                    }
+                    if (fabs(y[t * N + r] - ref) > 1e-5 * mag + 1e-30)
+                        fail_msg("%s K %lld N %lld n %lld: y[%lld][%lld] = %.9g, reference %.9g",
+                                 llms_type_name((int32_t)T), (long long)K, (long long)N, (long long)n, (long long)t,
+                                 (long long)r, y[t * N + r], ref);
+                }
+                /* The token alone gives the same row, bit for bit. */
+                fgemm(pool, &w, x + t * K, 1, y1);
+                assert_memory_equal(y1, y + t * N, (size_t)N * sizeof(float));
+            }
+            free(wd), free(row), free(wf), free(x), free(y), free(y1);
+        }
+    pool_destroy(pool);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unpack_matches_dequantize),
@@ -496,6 +556,7 @@ int main(void) {
         cmocka_unit_test(test_tile_products),
         cmocka_unit_test(test_qdot512),
         cmocka_unit_test(test_qpack),
+        cmocka_unit_test(test_fgemm),
         cmocka_unit_test(test_vec_ops),
         cmocka_unit_test(test_vec_row_ops),
     };

@@ -8,8 +8,10 @@
  *    quant/qdot512.h, the other types quant_vec_dot_fn);
  *  - prefill on quantized weights with AVX512-VNNI: the integer GEMM of
  *    quant/qgemm.h (8-bit activations, 16-row tiles);
- *  - otherwise (F32/F16/BF16 weights, or no VNNI): dequantize a tile of rows
- *    and multiply with OpenBLAS sgemm.
+ *  - prefill on F32/F16/BF16 weights with AVX-512: the float GEMM of
+ *    fgemm.h, reading the weights in their own type;
+ *  - otherwise (other types without VNNI, or no AVX-512): dequantize a
+ *    tile of rows and multiply with OpenBLAS sgemm.
  */
 #ifndef LLMS_BACKEND_CPU_H
 #define LLMS_BACKEND_CPU_H

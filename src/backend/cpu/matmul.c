@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "fgemm.h"
 #include "vec.h"
 #include "../../core/error.h"
 #include "../../quant/quant.h"
@@ -359,6 +360,10 @@ llms_status cpu_matmul(threadpool *pool, const lalloc *a, const weight *w, const
     const int64_t K = w->cols, N = w->rows;
     if (qgemm_available() && qgemm_type_supported(w->type) && K % 32 == 0)
         return qgemm(pool, a, w, x, n, y);
+    if (fgemm_supported(w->type)) {
+        fgemm(pool, w, x, n, y);
+        return LLMS_OK;
+    }
     if (w->type == LLMS_TYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)N, (int)K, 1.0f, x, (int)K,
                     (const float *)w->data, (int)K, 0.0f, y, (int)N);
