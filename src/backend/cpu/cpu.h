@@ -40,7 +40,9 @@ void cpu_free_packed(llms_model *m);
  * own (the same result whatever the other tokens and their number), for
  * the deterministic mode: cpu_matmul_tokenwise_n then runs it for whole
  * batches, single tokens included (cpu_matmul picks the GGUF layout for a
- * single token of some types, which would round differently). */
+ * single token of some types, and the matrix-vector kernel for a single
+ * token of float weights, which would round differently). The repacked
+ * matrices and, with AVX-512, float weights (fgemm.h) have one. */
 int cpu_matmul_tokenwise(const weight *w);
 llms_status cpu_matmul_tokenwise_n(threadpool *pool, const lalloc *a, const weight *const *ws, int nw,
                                    const float *x, int64_t n, float *const *ys);
