@@ -26,6 +26,10 @@
  *   72% of the FMA loop's rate).
  * A first version ran at 62-69 tok/s: GCC kept the 24 accumulators in
  * memory (see the end of micro).
+ * For one token it is memory-bound and reads its 6 rows as 6 streams:
+ * 67-73% of the bandwidth probe against 95-101% for the matrix-vector
+ * kernel (llms-decode-parts, F16, 3 rounds; asking for each row's lines 4
+ * or 8 KiB ahead changed nothing), so cpu_matmul sends it batches only.
  */
 #include "fgemm.h"
 

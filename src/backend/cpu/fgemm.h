@@ -1,7 +1,9 @@
 /*
- * Float matrix products for prefill on F32, F16 and BF16 weights with
- * AVX-512: Y[n][N] = X[n][K] * W^T, W's rows read in their own type and
- * widened to float as they are used (no dequantized copy of the matrix).
+ * Float matrix products for batches (prefill, and sessions decoding
+ * together) on F32, F16 and BF16 weights with AVX-512: Y[n][N] = X[n][K] *
+ * W^T, W's rows read in their own type and widened to float as they are
+ * used (no dequantized copy of the matrix). A single token stays on the
+ * matrix-vector kernel, which reads ahead (see fgemm.c).
  *
  * Why not OpenBLAS sgemm alone: the OpenBLAS a distribution ships picks
  * its kernels by CPU model, and on a CPU newer than itself it falls back
@@ -22,7 +24,8 @@
 #include "../../core/threadpool.h"
 #include "../../model/model.h"
 
-/* 1 if fgemm serves this weight type on this CPU (AVX-512F present). */
+/* 1 if fgemm serves this weight type on this CPU (the library's AVX-512
+ * level, quant_isa_best()). */
 int fgemm_supported(uint32_t wtype);
 
 /* Y[t * N + r] = sum_k X[t * K + k] * W[r][k], N = w->rows, K = w->cols. */
