@@ -7,7 +7,8 @@
  *    a double-precision product of the dequantized weights and dequantized
  *    activations, for full and partial tiles and every token-panel width.
  * Decode kernels (quant/qdot512.h) and the repacked Q4_0 kernel
- * (quant/qpack.h) against the scalar reference dot product.
+ * (quant/qpack.h) against the scalar reference dot product; the repacked
+ * kernels' activation quantizer against the Q8_0 quantizer, bit for bit.
  * The float GEMM for F32/F16/BF16 weights (backend/cpu/fgemm.h) against a
  * double-precision product, and each token's row against the same token
  * computed alone.
@@ -33,6 +34,8 @@
 #include "core/alloc.h"
 #include "core/threadpool.h"
 #include "quant/types.h"
+#include "quant/blocks.h"
+#include "quant/half.h"
 
 static const uint32_t TYPES[] = {LLMS_TYPE_Q4_0, LLMS_TYPE_Q4_1, LLMS_TYPE_Q5_0, LLMS_TYPE_Q5_1,
                                  LLMS_TYPE_Q8_0, LLMS_TYPE_Q2_K, LLMS_TYPE_Q3_K, LLMS_TYPE_Q4_K,
@@ -495,6 +498,47 @@ static void test_vec_row_ops(void **state) {
     }
 }
 
+/* qpack_act_quantize for Q4_0 / Q8_0 weights: values, scales and
+ * corrections bit for bit those of the Q8_0 quantizer (the reference dot
+ * product's), on ordinary rows and on blocks of zeros, NaN, infinities,
+ * tiny and huge values. */
+static void test_qpack_act_quantize(void **state) {
+    (void)state;
+    const int64_t K = 512, nb = K / 32;
+    float x[512];
+    blk_q8_0 ref[16];
+    void *buf = xaligned(qpack_act_bytes(1, K));
+    for (int rep = 0; rep < 40; rep++) {
+        for (int64_t i = 0; i < K; i++) x[i] = frand() * (float)(1 + rep % 7) * (rep % 5 == 0 ? 1e-3f : 1.0f);
+        if (rep % 4 == 1) {
+            for (int i = 0; i < 32; i++) x[32 + i] = 0.0f;        /* a zero block */
+            x[70] = NAN;                                          /* NaN among values */
+            for (int i = 0; i < 32; i++) x[96 + i] = NAN;         /* an all-NaN block */
+            x[130] = INFINITY;                                    /* an infinity */
+            for (int i = 0; i < 32; i++) x[160 + i] = 1e-30f * (float)(i - 16); /* tiny: the scale rounds to 0 */
+            x[200] = 3e38f;                                       /* the scale overflows half */
+            x[230] = -65504.0f * 127.0f;                          /* exactly the largest half scale */
+        }
+        quant_quantize_row(LLMS_TYPE_Q8_0, x, ref, K);
+        for (int z = 0; z < 2; z++) {
+            const uint32_t T = z ? LLMS_TYPE_Q8_0 : LLMS_TYPE_Q4_0;
+            const int zero = z ? 128 : 8;
+            qpack_act a;
+            qpack_act_init(&a, buf, 1, K);
+            qpack_act_quantize(T, &a, 0, x);
+            for (int64_t b = 0; b < nb; b++) {
+                assert_memory_equal(a.q + 32 * b, ref[b].qs, 32);
+                const float d = half_to_f32(ref[b].d);
+                assert_memory_equal(&a.d[b], &d, sizeof d);
+                int sum = 0;
+                for (int j = 0; j < 32; j++) sum += ref[b].qs[j];
+                assert_int_equal(a.corr[b], -zero * sum);
+            }
+        }
+    }
+    free(buf);
+}
+
 /* fgemm on F32, F16 and BF16 weights: shapes that leave partial token
  * groups (n % 4), partial row groups (N % 6), partial tasks (N % 48) and a
  * partial 16-column step (K % 16), on a 2-thread pool. */
@@ -556,6 +600,7 @@ int main(void) {
         cmocka_unit_test(test_tile_products),
         cmocka_unit_test(test_qdot512),
         cmocka_unit_test(test_qpack),
+        cmocka_unit_test(test_qpack_act_quantize),
         cmocka_unit_test(test_fgemm),
         cmocka_unit_test(test_vec_ops),
         cmocka_unit_test(test_vec_row_ops),
