@@ -12,6 +12,10 @@
 #include "quant.h"
 #include "llmserve.h"
 
+#if QUANT_HAVE_X86
+#include <immintrin.h>
+#endif
+
 #define SC_BYTES 32   /* 16 fp16 scales per block */
 
 /* Value bytes of one 32-column block of a tile. */
@@ -183,7 +187,6 @@ void qpack_act_init(qpack_act *a, void *buf, int64_t n, int64_t K) {
 }
 
 #if QUANT_HAVE_X86
-#include <immintrin.h>
 /* Token t's Q8_0 values, scales and corrections in one pass, bit-identical
  * to quant_quantize_row(LLMS_TYPE_Q8_0) and the loop below: the block
  * maximum of |x| ignoring NaN, the scale rounded to half by the same
@@ -274,8 +277,6 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
 }
 
 #if QUANT_HAVE_X86
-#include <immintrin.h>
-
 #define QPACK_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 /* Tokens per pass over a tile: NT float accumulators plus the 8 unpacked
  * weight vectors stay in the 32 vector registers. */

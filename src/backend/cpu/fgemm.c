@@ -69,6 +69,22 @@ static inline __attribute__((always_inline)) FG_TARGET __m512 load_w(const uint8
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16 */
 }
 
+/* acc[t][r] += x[t][k..k+15] * w[r][k..k+15], the columns past the mask
+ * as 0 (the full mask reads as plain loads). */
+static inline __attribute__((always_inline)) FG_TARGET void step(__m512 acc[FG_MT][FG_NR], const uint8_t *const *w,
+                                                                 const float *const *x, int64_t k, __mmask16 m,
+                                                                 const uint32_t T) {
+    __m512 wv[FG_NR];
+#pragma GCC unroll 6
+    for (int r = 0; r < FG_NR; r++) wv[r] = load_w(w[r], k, m, T);
+#pragma GCC unroll 4
+    for (int t = 0; t < FG_MT; t++) {
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x[t] + k);
+#pragma GCC unroll 6
+        for (int r = 0; r < FG_NR; r++) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+}
+
 /* y[t * ldy + r] for the FG_MT tokens x[t] (K floats apart) and FG_NR rows
  * w[r] (row_bytes apart); only the first mt tokens and nr rows are stored
  * (the caller points the others at real rows, so they compute harmlessly). */
@@ -81,29 +97,8 @@ micro(const uint8_t *const *w, const float *const *x, int64_t K, float *y, int64
 #pragma GCC unroll 6
         for (int r = 0; r < FG_NR; r++) acc[t][r] = _mm512_setzero_ps();
     int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m512 wv[FG_NR];
-#pragma GCC unroll 6
-        for (int r = 0; r < FG_NR; r++) wv[r] = load_w(w[r], k, 0xFFFF, T);
-#pragma GCC unroll 4
-        for (int t = 0; t < FG_MT; t++) {
-            const __m512 xv = _mm512_loadu_ps(x[t] + k);
-#pragma GCC unroll 6
-            for (int r = 0; r < FG_NR; r++) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
-        }
-    }
-    if (k < K) {
-        const __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
-        __m512 wv[FG_NR];
-#pragma GCC unroll 6
-        for (int r = 0; r < FG_NR; r++) wv[r] = load_w(w[r], k, m, T);
-#pragma GCC unroll 4
-        for (int t = 0; t < FG_MT; t++) {
-            const __m512 xv = _mm512_maskz_loadu_ps(m, x[t] + k);
-#pragma GCC unroll 6
-            for (int r = 0; r < FG_NR; r++) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
-        }
-    }
+    for (; k + 16 <= K; k += 16) step(acc, w, x, k, 0xFFFF, T);
+    if (k < K) step(acc, w, x, k, (__mmask16)((1u << (K - k)) - 1), T);
     /* Summed with constant indices first: a loop over acc bounded by mt
      * and nr made GCC keep the accumulators in memory, storing all 24 on
      * every step of the loop above. */
