@@ -1,7 +1,8 @@
 /*
  * Core: the thread pool (every task exactly once, regions issued before the
  * workers have even started, many short regions in a row; claimed ranges
- * cover every unit once, in long then shrinking pieces), the context's
+ * cover every unit once, in long then shrinking pieces, each thread from
+ * its own part first, a slow thread's part finished by the others), the context's
  * parameters, and the log callback (silent by default, never sees prompt or
  * output text unless the host opts in).
  */
@@ -11,7 +12,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +81,9 @@ static void range_task(void *arg, int64_t b, int64_t e) {
 }
 
 /* pool_run_ranges (decode's matrix products): each unit exactly once, in
- * ranges of at least the grain, the first ones long (a quarter of the units
- * with two threads) and the count small, interleaved with pool_run regions. */
+ * ranges of at least the grain, the first ones long (half a thread's part:
+ * a quarter of the units with two threads) and the count small,
+ * interleaved with pool_run regions. */
 static void test_pool_ranges(void **state) {
     (void)state;
     enum { N = 1000 };
@@ -105,6 +109,62 @@ static void test_pool_ranges(void **state) {
         }
         pool_destroy(p);
     }
+}
+
+/* Who claimed what, for the test below: the caller's first claim is slow
+ * (as a thread descheduled by a busy machine). */
+typedef struct part_job {
+    atomic_int *hits;
+    pthread_t caller;
+    atomic_int caller_claims;
+    atomic_llong worker_first_begin, worker_first_end;
+    atomic_int worker_in_caller_part;
+    int64_t n;
+} part_job;
+
+static void part_task(void *arg, int64_t b, int64_t e) {
+    part_job *j = arg;
+    if (pthread_equal(pthread_self(), j->caller)) {
+        if (atomic_fetch_add(&j->caller_claims, 1) == 0) {
+            struct timespec ts = {0, 30 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    } else {
+        long long none = -1;
+        if (atomic_compare_exchange_strong(&j->worker_first_begin, &none, b)) atomic_store(&j->worker_first_end, e);
+        if (b < j->n / 2) atomic_store(&j->worker_in_caller_part, 1);
+    }
+    for (int64_t i = b; i < e; i++) atomic_fetch_add(&j->hits[i], 1);
+}
+
+/* Two threads: the worker's first claim is the front half of its own part
+ * (units n/2 .. 3n/4: each thread one forward stream), and while the
+ * caller sleeps in its first claim the worker takes what the caller has
+ * not claimed of the caller's part. Timing-dependent (the worker must run
+ * within the caller's 30 ms), so a few tries; the coverage is checked on
+ * every one. */
+static void test_pool_ranges_parts(void **state) {
+    (void)state;
+    enum { N = 4000 };
+    static atomic_int hits[N];
+    threadpool *p;
+    assert_int_equal(pool_create(&lalloc_libc, 2, &p), LLMS_OK);
+    int seen = 0;
+    for (int attempt = 0; attempt < 5 && !seen; attempt++) {
+        for (int i = 0; i < N; i++) atomic_init(&hits[i], 0);
+        part_job j;
+        memset(&j, 0, sizeof j);
+        j.hits = hits;
+        j.caller = pthread_self();
+        j.n = N;
+        atomic_init(&j.worker_first_begin, -1);
+        pool_run_ranges(p, N, 4, part_task, &j);
+        for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&hits[i]), 1);
+        seen = atomic_load(&j.worker_first_begin) == N / 2 && atomic_load(&j.worker_first_end) == N / 2 + N / 4 &&
+               atomic_load(&j.worker_in_caller_part);
+    }
+    assert_true(seen);
+    pool_destroy(p);
 }
 
 static void test_context_params(void **state) {
@@ -192,6 +252,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_each_task_once),
         cmocka_unit_test(test_pool_ranges),
+        cmocka_unit_test(test_pool_ranges_parts),
         cmocka_unit_test(test_context_params),
         cmocka_unit_test(test_log_callback),
     };

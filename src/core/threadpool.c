@@ -26,27 +26,51 @@ struct threadpool {
     atomic_int active;             /* workers still inside the region */
     atomic_uint generation;        /* bumped at each region start */
     atomic_int stop;
+    struct range_part *parts;      /* [n_threads]: pool_run_ranges' shares */
+    struct worker_arg *args;       /* [n_threads - 1]: each worker's index */
 };
 
-static void run_ranges(threadpool *p) {
-    const int64_t n = p->n_tasks, div = 2 * (int64_t)p->n_threads;
-    int64_t cur = atomic_load_explicit(&p->next, memory_order_relaxed);
-    while (cur < n) {
-        int64_t size = (n - cur) / div;
-        if (size < p->grain) size = p->grain;
-        if (size > n - cur) size = n - cur;
-        /* On failure cur holds the current claim point: retry from there. */
-        if (!atomic_compare_exchange_weak_explicit(&p->next, &cur, cur + size, memory_order_relaxed,
+/* One thread's share of a pool_run_ranges region (pool_run_ranges in
+ * threadpool.h says why), on a cache line of its own: its owner claims
+ * from the front, and so do the others once their own share is done. */
+typedef struct range_part {
+    _Alignas(64) atomic_llong next;
+    int64_t end;
+} range_part;
+
+typedef struct worker_arg {
+    threadpool *p;
+    int self;   /* 1.. (the caller is 0) */
+} worker_arg;
+
+/* Claims from part pt until it is empty: half of what is left there, at
+ * least `grain` units, and all of it when that is under two grains (so
+ * only a part's last claim can be short of the grain, and only when the
+ * whole region is). */
+static void claim_part(threadpool *p, range_part *pt) {
+    int64_t cur = atomic_load_explicit(&pt->next, memory_order_relaxed);
+    while (cur < pt->end) {
+        const int64_t left = pt->end - cur;
+        const int64_t size = left < 2 * p->grain ? left : left / 2;
+        if (!atomic_compare_exchange_weak_explicit(&pt->next, &cur, cur + size, memory_order_relaxed,
                                                    memory_order_relaxed))
-            continue;
+            continue;   /* cur now holds the part's claim point: retry from there */
         p->range_fn(p->arg, cur, cur + size);
-        cur = atomic_load_explicit(&p->next, memory_order_relaxed);
+        cur = atomic_load_explicit(&pt->next, memory_order_relaxed);
     }
 }
 
-static void run_tasks(threadpool *p) {
+/* Thread `self` (0 is the caller) works through its own part, then through
+ * the others' in turn, taking what their owners have not claimed yet. */
+static void run_ranges(threadpool *p, int self) {
+    const int T = p->n_threads;
+    claim_part(p, &p->parts[self]);
+    for (int k = 1; k < T; k++) claim_part(p, &p->parts[(self + k) % T]);
+}
+
+static void run_tasks(threadpool *p, int self) {
     if (p->range_fn) {
-        run_ranges(p);
+        run_ranges(p, self);
         return;
     }
     for (;;) {
@@ -62,8 +86,10 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+
 static void *worker_main(void *arg) {
-    threadpool *p = arg;
+    threadpool *p = ((worker_arg *)arg)->p;
+    const int self = ((worker_arg *)arg)->self;
     /* Generation 0 is the state at creation. A worker that starts only after
      * the first region was issued must still take part in it (the caller
      * waits for every worker), so it must not start from the current value. */
@@ -90,7 +116,7 @@ static void *worker_main(void *arg) {
         }
         if (atomic_load(&p->stop)) break;
         seen = g;
-        run_tasks(p);
+        run_tasks(p, self);
         if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&p->lock);
             pthread_cond_signal(&p->done_cv);
@@ -111,11 +137,20 @@ llms_status pool_create(const lalloc *a, int n_threads, threadpool **out) {
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done_cv, NULL);
+    p->parts = xmalloc_aligned(a, (size_t)n_threads * sizeof *p->parts, 64);
+    if (!p->parts) { pool_destroy(p); return ERR_OOM(); }
+    for (int i = 0; i < n_threads; i++) {
+        atomic_init(&p->parts[i].next, 0);
+        p->parts[i].end = 0;
+    }
     if (n_threads > 1) {
         p->threads = xcalloc(a, (size_t)n_threads - 1, sizeof *p->threads);
-        if (!p->threads) { pool_destroy(p); return ERR_OOM(); }
+        p->args = xcalloc(a, (size_t)n_threads - 1, sizeof *p->args);
+        if (!p->threads || !p->args) { pool_destroy(p); return ERR_OOM(); }
         for (int i = 0; i < n_threads - 1; i++) {
-            if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
+            p->args[i].p = p;
+            p->args[i].self = i + 1;
+            if (pthread_create(&p->threads[i], NULL, worker_main, &p->args[i]) != 0) {
                 pool_destroy(p);
                 return err_set(LLMS_ERR_INTERNAL, "could not start worker thread %d", i);
             }
@@ -134,6 +169,8 @@ void pool_destroy(threadpool *p) {
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->n_started; i++) pthread_join(p->threads[i], NULL);
     xfree(p->a, p->threads);
+    xfree(p->a, p->args);
+    xfree_aligned(p->a, p->parts);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done_cv);
     pthread_mutex_destroy(&p->lock);
@@ -153,12 +190,22 @@ static void run_region(threadpool *p, int64_t n, int64_t grain, pool_fn fn, pool
     p->n_tasks = n;
     p->grain = grain < 1 ? 1 : grain;
     atomic_store(&p->next, 0);
+    if (range_fn) {
+        /* As many parts as threads, each of a grain at least; threads
+         * without one (a short region) start by helping the others. */
+        const int64_t parts = n / p->grain < p->n_threads ? (n / p->grain > 0 ? n / p->grain : 1) : p->n_threads;
+        for (int i = 0; i < p->n_threads; i++) {
+            const int64_t b = i < parts ? n * i / parts : n, e = i < parts ? n * (i + 1) / parts : n;
+            atomic_store_explicit(&p->parts[i].next, b, memory_order_relaxed);
+            p->parts[i].end = e;
+        }
+    }
     atomic_store(&p->active, p->n_started);
     pthread_mutex_lock(&p->lock);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    run_tasks(p);
+    run_tasks(p, 0);
     /* Wait for the workers to leave the region (they may still hold a task). */
     int spins = 0;
     while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
