@@ -88,9 +88,10 @@ static inline void *bw_thread(void *arg) {
  * weights are (src/backend/cpu/pack.c): the limit is what this machine's
  * memory delivers at best, and 4 KiB pages read slower (measured here:
  * 26-31 GB/s against 32-34). Allocated once, read many times: bandwidth
- * drifts on a shared machine, so each generated token is followed by a
- * reading of 128 MiB of it (four times the last-level cache, a fresh part
- * each time) and every token has a bandwidth measured beside it. */
+ * drifts on a shared machine, so llms-bench reads 128 MiB of it (four
+ * times the last-level cache, a fresh part each time) after every few
+ * generated tokens, and llms-decode-parts after each round of its parts:
+ * every token has a bandwidth measured beside it. */
 typedef struct bw_probe {
     uint64_t *buf;
     size_t n;
