@@ -315,20 +315,40 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
  *   the values, which skipped the scales): 85.7-90.9% (mean 88.5%, 6
  *   rounds) against 90.0-96.9% (92.0%) 8 KiB ahead; 4 KiB 86.4-96.2%
  *   (90.9%), 12 KiB 89.6-91.5%.
- * To L2: the stream, asked into L1, competes with the lines still to be
- * read (Q4_0 decode at 80.7% of the bandwidth limit to L1, 85.3% to L2). */
+ * To L2 (T1) where a tile is read more than once (batches of more tokens
+ * than one pass takes): the stream, asked into L1 with T0, competes with
+ * the lines still to be read (Q4_0 decode at 80.7% of the bandwidth limit
+ * to L1, 85.3% to L2). Where each tile is read once (decode), as
+ * non-temporal (NTA): on AMD the line then goes to L1 and, evicted, not
+ * on to L2 and the L3 (which the L2's evictions fill), so the weight
+ * stream stops pushing everything else out of them and stops costing
+ * those fills. Decoding tinyllama-1.1b (2 threads, modes alternating token
+ * by token, medians of 24-40 tokens, two alternations each), ms a token
+ * T1 -> NTA: Q4_0 15.87 / 15.86 -> 15.13 / 15.24 at 512 positions and
+ * 15.72 / 15.82 -> 15.05 / 15.14 at a short context (the products 4-5%
+ * faster, attention unchanged); Q8_0 28.86 / 29.00 -> 27.82 / 28.12. The
+ * probe's own loop reads no faster with NTA (medians of 30 slices: 42.99
+ * -> 42.44 and 44.99 -> 45.98 GB/s), so the limit stands. (The K-quants'
+ * row read-ahead in qdot512.c measured slower with NTA and stays T1; the
+ * float rows' in kernels_x86.inc take it.) */
 #define QPACK_Q4_AHEAD 8192
 #define QPACK_Q8_AHEAD 4096
 
 /* Asks for block b's share (`share` bytes) of the tile stream `ahead`
- * bytes past the tile's start. A share is 288 (Q4_0) or 544 (Q8_0) bytes,
- * so it starts at 0 or 32 bytes into a line and (share + 63) / 64
- * prefetches reach all its lines. */
+ * bytes past the tile's start, non-temporal where the tile is read `once`
+ * (above). A share is 288 (Q4_0) or 544 (Q8_0) bytes, so it starts at 0 or
+ * 32 bytes into a line and (share + 63) / 64 prefetches reach all its
+ * lines. */
 static inline __attribute__((always_inline)) void tile_read_ahead(const uint8_t *tile, int64_t b, size_t share,
-                                                                   size_t ahead) {
+                                                                   size_t ahead, int once) {
     const char *p = (const char *)tile + ahead + (size_t)b * share;
+    if (once) {
 #pragma GCC unroll 9
-    for (size_t o = 0; o < share; o += 64) _mm_prefetch(p + o, QPACK_HINT);
+        for (size_t o = 0; o < share; o += 64) _mm_prefetch(p + o, _MM_HINT_NTA);
+    } else {
+#pragma GCC unroll 9
+        for (size_t o = 0; o < share; o += 64) _mm_prefetch(p + o, QPACK_HINT);
+    }
 }
 
 /* The 8 weight vectors of a 32-column block stored as 4 vectors of nibble
@@ -412,7 +432,7 @@ static inline __attribute__((always_inline)) QPACK_TARGET __m512i dot32_x16(cons
  * and accumulators in memory (measured 2.4x slower). */
 static inline __attribute__((always_inline)) QPACK_TARGET void
 tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *y, int64_t ldy, __mmask16 mask,
-        const int Q4, const int NT) {
+        int once, const int Q4, const int NT) {
     const size_t bb = Q4 ? 256 : 512;
     const uint16_t *sc = (const uint16_t *)tile;
     const uint8_t *vals = tile + sc_header_bytes(nb);
@@ -424,12 +444,12 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
         const uint8_t *v = vals + (size_t)b * bb;
         __m512i w[8];
         if (Q4) {
-            tile_read_ahead(tile, b, bb + SC_BYTES, QPACK_Q4_AHEAD);
+            tile_read_ahead(tile, b, bb + SC_BYTES, QPACK_Q4_AHEAD, once);
             unpack_nibbles_x16(v, w);
         } else {
             /* Batches, with more arithmetic per byte, read ahead as the
              * K-quants do. */
-            if (NT == 1) tile_read_ahead(tile, b, bb + SC_BYTES, QPACK_Q8_AHEAD);
+            if (NT == 1) tile_read_ahead(tile, b, bb + SC_BYTES, QPACK_Q8_AHEAD, once);
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) {
                 if (NT > 1) _mm_prefetch((const char *)(v + QPACK_PREFETCH + 64 * i), QPACK_HINT);
@@ -568,22 +588,22 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
 
 #define TILE_CASES(Q4)                                                                                  \
     switch (a->n - t0 < QPACK_MAX_TOKENS_Q ? a->n - t0 : QPACK_MAX_TOKENS_Q) {                          \
-    case 1: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 1); break;                                      \
-    case 2: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 2); break;                                      \
-    case 3: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 3); break;                                      \
-    case 4: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 4); break;                                      \
-    case 5: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 5); break;                                      \
-    case 6: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 6); break;                                      \
-    case 7: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 7); break;                                      \
-    case 8: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 8); break;                                      \
-    case 9: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 9); break;                                      \
-    case 10: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 10); break;                                    \
-    case 11: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 11); break;                                    \
-    case 12: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 12); break;                                    \
-    case 13: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 13); break;                                    \
-    case 14: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 14); break;                                    \
-    case 15: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 15); break;                                    \
-    default: tile_nt(tile, nb, a, t0, yt, ldy, mask, Q4, 16); break;                                    \
+    case 1: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 1); break;                                      \
+    case 2: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 2); break;                                      \
+    case 3: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 3); break;                                      \
+    case 4: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 4); break;                                      \
+    case 5: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 5); break;                                      \
+    case 6: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 6); break;                                      \
+    case 7: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 7); break;                                      \
+    case 8: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 8); break;                                      \
+    case 9: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 9); break;                                      \
+    case 10: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 10); break;                                    \
+    case 11: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 11); break;                                    \
+    case 12: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 12); break;                                    \
+    case 13: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 13); break;                                    \
+    case 14: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 14); break;                                    \
+    case 15: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 15); break;                                    \
+    default: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 16); break;                                    \
     }
 
 /* The K-quant kernels, NT a constant per case, 8 tokens at most. */
@@ -603,6 +623,8 @@ static QPACK_TARGET void matmul_tiles(uint32_t wtype, const uint8_t *packed, int
                                       int64_t tile0, int64_t tile1, const qpack_act *a, float *y, int64_t ldy) {
     const int64_t nb = K / 32;
     const size_t tb = qpack_tile_bytes(wtype, K);
+    /* Q4_0 / Q8_0: every token in one pass over each tile. */
+    const int once = a->n <= QPACK_MAX_TOKENS_Q;
     for (int64_t ti = tile0; ti < tile1; ti++) {
         const uint8_t *tile = packed + (size_t)ti * tb;
         const int64_t r0 = ti * QPACK_ROWS;
