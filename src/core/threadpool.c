@@ -86,7 +86,6 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-
 static void *worker_main(void *arg) {
     threadpool *p = ((worker_arg *)arg)->p;
     const int self = ((worker_arg *)arg)->self;

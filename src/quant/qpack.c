@@ -588,22 +588,22 @@ tile_k6_nt(const uint8_t *tile, int64_t ns, const qpack_act *a, int64_t t0, floa
 
 #define TILE_CASES(Q4)                                                                                  \
     switch (a->n - t0 < QPACK_MAX_TOKENS_Q ? a->n - t0 : QPACK_MAX_TOKENS_Q) {                          \
-    case 1: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 1); break;                                      \
-    case 2: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 2); break;                                      \
-    case 3: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 3); break;                                      \
-    case 4: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 4); break;                                      \
-    case 5: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 5); break;                                      \
-    case 6: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 6); break;                                      \
-    case 7: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 7); break;                                      \
-    case 8: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 8); break;                                      \
-    case 9: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 9); break;                                      \
-    case 10: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 10); break;                                    \
-    case 11: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 11); break;                                    \
-    case 12: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 12); break;                                    \
-    case 13: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 13); break;                                    \
-    case 14: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 14); break;                                    \
-    case 15: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 15); break;                                    \
-    default: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 16); break;                                    \
+    case 1: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 1); break;                                \
+    case 2: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 2); break;                                \
+    case 3: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 3); break;                                \
+    case 4: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 4); break;                                \
+    case 5: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 5); break;                                \
+    case 6: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 6); break;                                \
+    case 7: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 7); break;                                \
+    case 8: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 8); break;                                \
+    case 9: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 9); break;                                \
+    case 10: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 10); break;                              \
+    case 11: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 11); break;                              \
+    case 12: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 12); break;                              \
+    case 13: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 13); break;                              \
+    case 14: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 14); break;                              \
+    case 15: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 15); break;                              \
+    default: tile_nt(tile, nb, a, t0, yt, ldy, mask, once, Q4, 16); break;                              \
     }
 
 /* The K-quant kernels, NT a constant per case, 8 tokens at most. */
