@@ -15,10 +15,10 @@
  * bandwidth is read between stretches of GEN_STRETCH generated tokens
  * (each step timed alone, a 128 MiB read after the stretch); a run's
  * fraction is the time its tokens would take at the bandwidth read around
- * each stretch over the time they took; the fraction printed is the median
- * over the runs, the bandwidth the median of the runs' readings. Bandwidth on this
- * shared machine swings between about 30 and 58 GB/s within seconds, so
- * a reading taken at another moment says little.
+ * each stretch over the time they took; the fraction printed is the
+ * median over the runs, the bandwidth the median of the runs' readings.
+ * Bandwidth on this shared machine swings between about 30 and 58 GB/s
+ * within seconds, so a reading taken at another moment says little.
  *
  * With --concurrency and/or --shared-prefix it measures the scheduler
  * instead:
@@ -771,8 +771,8 @@ int main(int argc, char **argv) {
         printf("generation: %ld tokens: %.2f tok/s\n", n_gen, best_tg);
         printf("weights read per token: %.1f MB; memory read bandwidth: %.2f GB/s; limit %.2f tok/s; "
                "generation at %.1f%% of the limit (median of the runs, each run's time against the time its "
-               "tokens take at the bandwidth read around them); token by token %.1f%% (median of each token's speed against the readings before and "
-               "after its stretch of %d)\n", bpt / 1e6, bw, limit, 100 * frac, 100 * tok_frac_med, GEN_STRETCH);
+               "tokens take at the bandwidth read around them); token by token %.1f%% (median of each "
+               "token's speed against the readings before and after its stretch of %d)\n", bpt / 1e6, bw, limit, 100 * frac, 100 * tok_frac_med, GEN_STRETCH);
         if (pp_limit > 0)
             printf("OpenBLAS float32 sgemm (%s kernels): %.1f GFLOP/s; a prompt token costs %.2f GFLOP in weight "
                    "products, so prefill through it would reach at most %.1f tok/s (prompt at %.1f%% of that)\n",

@@ -192,7 +192,9 @@ static void run_region(threadpool *p, int64_t n, int64_t grain, pool_fn fn, pool
     if (range_fn) {
         /* As many parts as threads, each of a grain at least; threads
          * without one (a short region) start by helping the others. */
-        const int64_t parts = n / p->grain < p->n_threads ? (n / p->grain > 0 ? n / p->grain : 1) : p->n_threads;
+        int64_t parts = n / p->grain;
+        if (parts > p->n_threads) parts = p->n_threads;
+        if (parts < 1) parts = 1;
         for (int i = 0; i < p->n_threads; i++) {
             const int64_t b = i < parts ? n * i / parts : n, e = i < parts ? n * (i + 1) / parts : n;
             atomic_store_explicit(&p->parts[i].next, b, memory_order_relaxed);

@@ -319,10 +319,11 @@ void qpack_act_quantize(uint32_t wtype, qpack_act *a, int64_t t, const float *x)
  * than one pass takes): the stream, asked into L1 with T0, competes with
  * the lines still to be read (Q4_0 decode at 80.7% of the bandwidth limit
  * to L1, 85.3% to L2). Where each tile is read once (decode), as
- * non-temporal (NTA): on AMD the line then goes to L1 and, evicted, not
- * on to L2 and the L3 (which the L2's evictions fill), so the weight
- * stream stops pushing everything else out of them and stops costing
- * those fills. Decoding tinyllama-1.1b (2 threads, modes alternating token
+ * non-temporal (NTA): AMD's optimization guides describe such a line as
+ * going to L1 and, evicted, not on to L2 and the L3 (which the L2's
+ * evictions fill), so the weight stream would stop pushing everything
+ * else out of them and stop costing those fills (the likely reason; not
+ * measured apart from the speed). Decoding tinyllama-1.1b (2 threads, modes alternating token
  * by token, medians of 24-40 tokens, two alternations each), ms a token
  * T1 -> NTA: Q4_0 15.87 / 15.86 -> 15.13 / 15.24 at 512 positions and
  * 15.72 / 15.82 -> 15.05 / 15.14 at a short context (the products 4-5%
@@ -447,8 +448,8 @@ tile_nt(const uint8_t *tile, int64_t nb, const qpack_act *a, int64_t t0, float *
             tile_read_ahead(tile, b, bb + SC_BYTES, QPACK_Q4_AHEAD, once);
             unpack_nibbles_x16(v, w);
         } else {
-            /* Batches, with more arithmetic per byte, read ahead as the
-             * K-quants do. */
+            /* One token: the cursor over the tile stream; batches, with
+             * more arithmetic per byte, read ahead as the K-quants do. */
             if (NT == 1) tile_read_ahead(tile, b, bb + SC_BYTES, QPACK_Q8_AHEAD, once);
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) {

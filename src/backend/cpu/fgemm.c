@@ -104,6 +104,7 @@ micro(const uint8_t *const *w, const float *const *x, int64_t K, float *y, int64
 #pragma GCC unroll 6
         for (int r = 0; r < FG_NR; r++) acc[t][r] = _mm512_setzero_ps();
     int64_t k = 0;
+    /* Two loops so that the one without read-ahead has none in its body. */
     if (ahead)
         for (; k + 16 <= K; k += 16) step(acc, w, x, k, 0xFFFF, T, ahead);
     else
